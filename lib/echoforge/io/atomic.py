@@ -1,0 +1,78 @@
+"""Atomic file output: a file is either written completely or not at all.
+
+Writers produce into a temporary file in the destination folder and move it into place with
+:func:`os.replace` only once it is complete, so an interrupted run or a failing encoder never
+leaves a half-written file where a user (or 3D Slicer, or the MONAI Label datastore) would find it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def compound_suffix(path: str | os.PathLike[str]) -> str:
+    """The full extension of ``path``: ``.nii.gz`` for ``a.nii.gz``, ``.seq.nrrd`` for ``b.seq.nrrd``."""
+    name = Path(path).name.lower()
+    for ext in (".nii.gz", ".seq.nrrd", ".seg.nrrd", ".dcm.gz", ".tar.gz"):
+        if name.endswith(ext):
+            return ext
+    return Path(name).suffix
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], allow_empty: bool = False) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success move it onto ``path``, on error delete it.
+
+    The temporary name keeps the extension of ``path`` so that libraries choosing the format from
+    the name (nibabel, OpenCV, pynrrd) write the right one. An empty result counts as a failure
+    (an encoder that silently wrote nothing) unless ``allow_empty``::
+
+        with atomic_path("out/labels.nii.gz") as tmp:
+            nibabel.save(image, tmp)
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    suffix = compound_suffix(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".part{suffix}", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        if not tmp.exists() or (tmp.stat().st_size == 0 and not allow_empty):
+            raise OSError(f"{target}: the writer produced no data")
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    with atomic_path(path, allow_empty=True) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
+    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")

@@ -1,0 +1,347 @@
+"""NIfTI and NRRD: echo clips stored as H×W×T volumes, the frame axis last.
+
+This is how MONAI Label studies hold echo videos and how 3D Slicer saves a scalar volume: frames
+are stacked along the third axis. Orientation follows the geometry in the header, the way Slicer
+displays it: of the two in-plane axes, the one running along anterior-posterior is the image row
+axis (rows grow downward = posterior) and the one along right-left is the column axis (columns
+grow toward the patient's left = screen right). So a CAMUS file written by SimpleITK, a volume saved
+by Slicer and a volume written here all read upright, whatever their axis order on disk.
+
+Frame time and annotated frames travel in the header: NRRD key/value fields
+(``echoforge_frame_time_ms``, ``echoforge_view``, ``echoforge_annotated_frames``, ...) and the
+NIfTI ``descrip`` field. Slicer sequence files (``.seq.nrrd``, frame axis of kind ``list``) are read
+too. The frame axis is given a nominal spacing of 1 mm (it is time, not space).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from echoforge.errors import InvalidVideoError, UnreadableFileError, UnsupportedFormatError
+from echoforge.io.atomic import atomic_path, compound_suffix
+from echoforge.video import EchoVideo
+
+NIFTI_EXTS = (".nii", ".nii.gz")
+NRRD_EXTS = (".nrrd", ".nhdr", ".seq.nrrd", ".seg.nrrd")
+FRAME_AXIS_SPACING_MM = 1.0
+_FIELD = "echoforge_"
+
+
+def is_volume_path(path: str | os.PathLike[str]) -> bool:
+    return compound_suffix(path) in NIFTI_EXTS + NRRD_EXTS
+
+
+# ----------------------------------------------------------------------------- geometry
+def ras_affine(spacing: tuple[float, float] | None) -> np.ndarray:
+    """The RAS affine written for an (H, W, T) array: rows → posterior, columns → patient left."""
+    sy, sx = spacing if spacing else (1.0, 1.0)
+    return np.array([[0.0, -sx, 0.0, 0.0],
+                     [-sy, 0.0, 0.0, 0.0],
+                     [0.0, 0.0, FRAME_AXIS_SPACING_MM, 0.0],
+                     [0.0, 0.0, 0.0, 1.0]])
+
+
+def _to_thw(data: np.ndarray, directions: np.ndarray, frame_axis: int) -> tuple[np.ndarray, tuple[float, float]]:
+    """Reorder a 3-D array to (T, H, W) using the RAS direction vectors (columns of ``directions``)."""
+    spatial = [a for a in range(3) if a != frame_axis]
+    norms = np.linalg.norm(directions[:, spatial], axis=0)
+    norms = np.where(norms > 0, norms, 1.0)
+    unit = directions[:, spatial] / norms
+    # the row axis is the in-plane axis most aligned with anterior-posterior (RAS y)
+    row_pos = int(np.argmax(np.abs(unit[1])))
+    row_axis, col_axis = spatial[row_pos], spatial[1 - row_pos]
+    arr = np.transpose(data, (frame_axis, row_axis, col_axis))
+    if unit[1, row_pos] > 0:  # rows run anterior: flip so they grow downward on screen
+        arr = arr[:, ::-1]
+    if unit[0, 1 - row_pos] > 0:  # columns run toward patient right: flip so they grow to screen right
+        arr = arr[:, :, ::-1]
+    spacing = (round(float(norms[row_pos]), 6), round(float(norms[1 - row_pos]), 6))  # float32 headers
+    return np.ascontiguousarray(arr), spacing
+
+
+def _frames_to_unit(data: np.ndarray) -> np.ndarray:
+    """Intensities to float32 [0, 1]: uint8 by /255, anything else by its min-max range."""
+    if data.dtype == np.uint8:
+        return data.astype(np.float32) / 255.0
+    arr = data.astype(np.float32)
+    if not np.isfinite(arr).all():
+        raise InvalidVideoError("the volume contains NaN or infinite values")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo >= 0.0 and hi <= 1.0 and data.dtype.kind == "f":
+        return arr
+    return (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+
+
+def _squeeze_to_3d(data: np.ndarray, path: Path, allow_rgb: bool) -> np.ndarray:
+    if data.dtype.names:  # NIfTI RGB24 / RGBA32 voxels
+        data = np.stack([data[n] for n in data.dtype.names[:3]], axis=-1)
+    if allow_rgb and data.ndim == 4 and data.shape[-1] in (3, 4):  # H×W×T×RGB(A)
+        rgb = data[..., :3].astype(np.float32)
+        data = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    squeezed = data.reshape([s for s in data.shape if s != 1] or [1])
+    if squeezed.ndim == 2:  # a single frame
+        return squeezed[..., None]
+    if squeezed.ndim != 3:
+        raise InvalidVideoError(
+            f"expected a 2-D image or an H×W×T volume, got an array of shape {data.shape}", path)
+    return squeezed
+
+
+# ----------------------------------------------------------------------------- header fields
+def _encode_fields(video: EchoVideo, annotated: bool) -> dict[str, str]:
+    fields = {"view": video.view}
+    if video.frame_time_ms:
+        fields["frame_time_ms"] = f"{video.frame_time_ms:.6g}"
+    if video.ed is not None:
+        fields["ed"] = str(video.ed)
+    if video.es is not None:
+        fields["es"] = str(video.es)
+    if annotated and video.annotated:
+        fields["annotated_frames"] = ",".join(str(a) for a in video.annotated)
+    return fields
+
+
+def _decode_fields(fields: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "frame_time_ms" in fields:
+        out["frame_time_ms"] = float(fields["frame_time_ms"])
+    if "view" in fields:
+        out["view"] = fields["view"]
+    for key in ("ed", "es"):
+        if fields.get(key, "").strip().lstrip("-").isdigit():
+            out[key] = int(fields[key])
+    if fields.get("annotated_frames", "").strip():
+        out["annotated"] = tuple(int(a) for a in re.split(r"[,\s]+", fields["annotated_frames"].strip()) if a)
+    return out
+
+
+# ----------------------------------------------------------------------------- NIfTI
+def _read_nifti(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError, nib.filebasedimages.ImageFileError) as err:
+        raise UnreadableFileError(f"cannot read as NIfTI ({err})", path) from None
+    descrip = img.header.get("descrip")
+    text = descrip.tobytes().decode("latin-1").rstrip("\x00 ") if descrip is not None else ""
+    fields = dict(re.findall(r"(\w+)=([^;]*)", text.split(":", 1)[1])) if text.startswith("echoforge:") else {}
+    directions = img.affine[:3, :3]
+    if data.ndim > 3:
+        directions = np.eye(3)  # 4-D+ NIfTI: only the first three axes carry geometry
+    return data, {"directions": directions, "fields": fields, "frame_axis": None}
+
+
+def _write_nifti(path: Path, array_hwt: np.ndarray, spacing: tuple[float, float] | None,
+                 fields: dict[str, str]) -> None:
+    import nibabel as nib
+
+    img = nib.Nifti1Image(array_hwt, ras_affine(spacing))
+    img.header.set_xyzt_units("mm", "msec")
+    descrip = "echoforge:" + ";".join(f"{k}={v}" for k, v in fields.items())
+    if len(descrip) > 79:  # the field holds 80 bytes; annotated frames then go in the extension
+        descrip = "echoforge:" + ";".join(f"{k}={v}" for k, v in fields.items() if k != "annotated_frames")
+        ext = nib.nifti1.Nifti1Extension("comment", ("echoforge:annotated_frames=" + fields["annotated_frames"]).encode())
+        img.header.extensions.append(ext)
+    img.header["descrip"] = descrip[:79].encode("latin-1")
+    img.set_qform(img.affine, code=1)
+    img.set_sform(img.affine, code=1)
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
+
+
+def _nifti_extension_fields(path: Path) -> dict[str, str]:
+    import nibabel as nib
+
+    out: dict[str, str] = {}
+    for ext in nib.load(str(path)).header.extensions:
+        content = ext.get_content()
+        if isinstance(content, bytes) and content.startswith(b"echoforge:"):
+            out.update(dict(re.findall(r"(\w+)=([^;]*)", content.decode("latin-1").split(":", 1)[1])))
+    return out
+
+
+# ----------------------------------------------------------------------------- NRRD
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+
+
+def _read_nrrd(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    import nrrd
+
+    try:
+        data, header = nrrd.read(str(path), index_order="F")
+    except (OSError, EOFError, zlib.error, ValueError, nrrd.NRRDError) as err:
+        raise UnreadableFileError(f"cannot read as NRRD ({err})", path) from None
+    kinds = [str(k).lower() for k in header.get("kinds", ["domain"] * data.ndim)]
+    frame_axis = next((i for i, k in enumerate(kinds) if k in ("list", "time")), None)
+    space = str(header.get("space", "left-posterior-superior")).lower()
+    raw_dirs = header.get("space directions")
+    spatial_axes = [i for i, k in enumerate(kinds) if k in ("domain", "space")]
+    directions = np.eye(3)
+    if raw_dirs is not None:
+        rows = [np.asarray(d, dtype=float) for d in raw_dirs]
+        dirs = np.stack([rows[i] for i in spatial_axes if i < len(rows) and np.all(np.isfinite(rows[i]))], axis=1) \
+            if spatial_axes else np.eye(3)
+        if space in ("left-posterior-superior", "lps"):
+            dirs = _LPS_TO_RAS @ dirs
+        directions = dirs
+    fields = {k[len(_FIELD):]: str(v) for k, v in header.items() if str(k).startswith(_FIELD)}
+    meta: dict[str, Any] = {"fields": fields, "frame_axis": frame_axis, "directions": directions,
+                            "kinds": kinds, "spatial_axes": spatial_axes}
+    if frame_axis is not None and "frame_time_ms" not in fields:
+        values = str(header.get(f"axis {frame_axis} index values", "")).split()
+        unit = str(header.get(f"axis {frame_axis} unit", "")).lower()
+        try:
+            times = np.asarray([float(v) for v in values])
+        except ValueError:
+            times = np.asarray([])
+        if times.size > 1:
+            step = float(np.median(np.diff(times)))
+            fields["frame_time_ms"] = str(step if "ms" in unit else step * 1000.0)
+    return data, meta
+
+
+def _write_nrrd(path: Path, array_hwt: np.ndarray, spacing: tuple[float, float] | None,
+                fields: dict[str, str]) -> None:
+    import nrrd
+
+    ras = ras_affine(spacing)[:3, :3]
+    lps = _LPS_TO_RAS @ ras  # the inverse of a diagonal ±1 matrix is itself
+    header = {
+        "space": "left-posterior-superior",
+        "space directions": lps.T,  # one row per axis
+        "space origin": np.zeros(3),
+        "kinds": ["domain", "domain", "domain"],
+        "encoding": "gzip",
+    }
+    header.update({f"{_FIELD}{k}": v for k, v in fields.items()})
+    with atomic_path(path) as tmp:
+        nrrd.write(str(tmp), np.ascontiguousarray(array_hwt), header, index_order="F",
+                   custom_field_map={f"{_FIELD}{k}": "string" for k in fields})
+
+
+# ----------------------------------------------------------------------------- public API
+def _read_array(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, float], dict[str, str]]:
+    """Read a volume file as ``(T×H×W array, directions, spacing, echoforge fields)``."""
+    if not path.exists():
+        raise UnreadableFileError("file not found", path)
+    ext = compound_suffix(path)
+    if ext in NIFTI_EXTS:
+        data, meta = _read_nifti(path)
+        meta["fields"].update(_nifti_extension_fields(path))
+    elif ext in NRRD_EXTS:
+        data, meta = _read_nrrd(path)
+    else:
+        raise UnsupportedFormatError(f"not a NIfTI or NRRD file (extension {ext!r})", path)
+    frame_axis = meta["frame_axis"]
+    if frame_axis is not None and data.ndim == 3:
+        order = [a for a in range(3) if a != frame_axis] + [frame_axis]
+        data = np.transpose(data, order)
+    elif frame_axis is not None and data.ndim == 4 and meta["kinds"][-1] in ("vector", "rgb-color", "3-vector"):
+        order = [a for a in range(3) if a != frame_axis] + [frame_axis, 3]
+        data = np.transpose(data, order)
+    data = _squeeze_to_3d(data, path, allow_rgb=True)
+    directions = meta["directions"]
+    if directions.shape != (3, 3):
+        full = np.eye(3)
+        full[:, : directions.shape[1]] = directions[:, :3]
+        directions = full
+    arr, spacing = _to_thw(data, directions, frame_axis=2)
+    return arr, directions, spacing, meta["fields"]
+
+
+def read_volume(path: str | os.PathLike[str], labels_path: str | os.PathLike[str] | None = None,
+                annotated: tuple[int, ...] | None = None) -> EchoVideo:
+    """Read an echo clip stored as an H×W×T NIfTI/NRRD volume (optionally with its label volume).
+
+    Args:
+        path: ``.nii``, ``.nii.gz``, ``.nrrd``, ``.nhdr`` or Slicer ``.seq.nrrd``.
+        labels_path: a label volume of the same geometry (CAMUS values 0-3).
+        annotated: which frames of the labels were drawn; by default read from the label file's
+            header, else the frames holding foreground.
+
+    Returns:
+        An :class:`EchoVideo` (spacing from the header, in mm).
+    """
+    path = Path(path)
+    raw, _, spacing, fields = _read_array(path)
+    try:
+        frames = _frames_to_unit(raw)
+    except InvalidVideoError as err:
+        raise InvalidVideoError(err.problem, path) from None
+    info = _decode_fields(fields)
+    video = EchoVideo(frames, spacing=spacing, frame_time_ms=info.get("frame_time_ms"),
+                      view=info.get("view", "unknown"), ed=info.get("ed"), es=info.get("es"),
+                      source=str(path), meta={"format": "nifti" if compound_suffix(path) in NIFTI_EXTS else "nrrd"})
+    if labels_path is not None:
+        video = attach_labels(video, labels_path, annotated)
+    return video
+
+
+@dataclass(frozen=True)
+class LabelVolume:
+    """A label file as read: ``labels`` T×H×W (unchecked), its geometry, and the frames its header lists."""
+
+    labels: np.ndarray
+    spacing: tuple[float, float]
+    frame_time_ms: float | None
+    annotated: tuple[int, ...] | None
+
+
+def read_label_volume(path: str | os.PathLike[str]) -> LabelVolume:
+    """Read a label volume (values are checked when attached to a video, see :func:`attach_labels`)."""
+    raw, _, spacing, fields = _read_array(Path(path))
+    info = _decode_fields(fields)
+    return LabelVolume(raw, spacing, info.get("frame_time_ms"), info.get("annotated"))
+
+
+def attach_labels(video: EchoVideo, labels_path: str | os.PathLike[str],
+                  annotated: tuple[int, ...] | None = None) -> EchoVideo:
+    """``video`` with the labels of ``labels_path`` (checked against the video's shape and values).
+
+    ``annotated`` overrides the frames recorded in the label file's header; with neither, the
+    frames holding foreground are the annotated ones.
+    """
+    from echoforge.video import validate_labels
+
+    volume = read_label_volume(labels_path)
+    chosen = annotated if annotated is not None else volume.annotated
+    checked, ann = validate_labels(volume.labels, video.frames.shape, chosen or (), os.fspath(labels_path))
+    return video.replace(labels=checked, annotated=ann)
+
+
+def write_volume(video: EchoVideo, path: str | os.PathLike[str]) -> Path:
+    """Write the frames as an H×W×T uint8 volume (NIfTI or NRRD by extension) that Slicer reads upright."""
+    path = Path(path)
+    array = np.transpose(video.frames_uint8(), (1, 2, 0))
+    _write(path, array, video.spacing, _encode_fields(video, annotated=False))
+    return path
+
+
+def write_labels(video: EchoVideo, path: str | os.PathLike[str]) -> Path:
+    """Write the labels as an H×W×T uint8 label volume with the annotated frames in its header."""
+    if video.labels is None:
+        raise InvalidVideoError("the video has no labels to write", video.source or None)
+    path = Path(path)
+    array = np.transpose(video.labels, (1, 2, 0)).astype(np.uint8)
+    _write(path, array, video.spacing, _encode_fields(video, annotated=True))
+    return path
+
+
+def _write(path: Path, array_hwt: np.ndarray, spacing: tuple[float, float] | None, fields: dict[str, str]) -> None:
+    ext = compound_suffix(path)
+    if ext in NIFTI_EXTS:
+        _write_nifti(path, array_hwt, spacing, fields)
+    elif ext in (".nrrd", ".seq.nrrd"):
+        _write_nrrd(path, array_hwt, spacing, fields)
+    else:
+        raise UnsupportedFormatError(f"cannot write {ext!r}: use .nii.gz, .nii or .nrrd", path)
