@@ -1,0 +1,83 @@
+"""Named network configurations.
+
+=========  =========  ====  ========  =======  ======  ===========  ==========
+name       encoder    D     decoder   queries  layers  input size   for
+=========  =========  ====  ========  =======  ======  ===========  ==========
+paper      ResNet-50  256   128       16       3       256×256      the paper's setting (GPU)
+light      ResNet-18  96    48        8        1       112×112      CPU, real time, the demo checkpoint
+tiny       ResNet-18  32    16        4        1       64×64        tests
+=========  =========  ====  ========  =======  ======  ===========  ==========
+
+Every configuration takes ``mode`` = ``"camus"`` (4 classes: background, LV, myocardium, LA) or
+``"lv"`` (2 classes: background, LV cavity), and the ablation switches ``use_arc`` / ``use_tsf``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+MODES = {"camus": 4, "lv": 2}
+
+
+@dataclass
+class NetConfig:
+    """Everything needed to rebuild a network (stored in every checkpoint)."""
+
+    name: str = "light"
+    mode: str = "camus"
+    encoder_depth: int = 18
+    encoder_weights: str | None = None
+    dim: int = 96
+    dec_dim: int = 48
+    heads: int = 4
+    n_queries: int = 8
+    n_layers: int = 1
+    n_anchors: int = 2
+    knn: int = 16
+    patch: int = 2
+    memory_size: int = 4
+    input_size: tuple[int, int] = (112, 112)
+    use_arc: bool = True
+    use_tsf: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_classes(self) -> int:
+        return MODES[self.mode]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["input_size"] = list(self.input_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NetConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in d.items() if k in known}
+        if "input_size" in values:
+            values["input_size"] = tuple(values["input_size"])
+        return cls(**values)
+
+
+CONFIGS: dict[str, NetConfig] = {
+    "paper": NetConfig(name="paper", encoder_depth=50, dim=256, dec_dim=128, heads=8, n_queries=16, n_layers=3,
+                       input_size=(256, 256)),
+    "light": NetConfig(name="light"),
+    "tiny": NetConfig(name="tiny", dim=32, dec_dim=16, heads=2, n_queries=4, n_layers=1, knn=8, input_size=(64, 64)),
+}
+
+
+def get_config(name: str | NetConfig, **overrides: Any) -> NetConfig:
+    """A copy of the named configuration with ``overrides`` applied (unknown keys are an error)."""
+    if isinstance(name, NetConfig):
+        base = name
+    elif name in CONFIGS:
+        base = CONFIGS[name]
+    else:
+        raise ValueError(f"unknown network configuration {name!r}; choose from {sorted(CONFIGS)}")
+    config = dataclasses.replace(base, **overrides)
+    if config.mode not in MODES:
+        raise ValueError(f"mode must be one of {sorted(MODES)}, got {config.mode!r}")
+    return config

@@ -1,0 +1,44 @@
+"""The decoder from stride-16 masks back to full resolution (FPN-style, with encoder skips)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def conv_block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class MaskDecoder(nn.Module):
+    """Fuse the TSF output (features + stride-16 logits) with stride-8 and stride-4 encoder features.
+
+    Shapes:
+        ``forward(f4 N×C4×H/4×W/4, f8 N×C8×H/8×W/8, f16 N×D×H/16×W/16, logits16 N×K×H/16×W/16)``
+        ``-> (logits N×K×H×W, features N×E×H/4×W/4)``; the features are what CPR reforges.
+    """
+
+    def __init__(self, c4: int, c8: int, dim: int, dec_dim: int, n_classes: int):
+        super().__init__()
+        self.top = conv_block(dim + n_classes, dec_dim)
+        self.lateral8 = nn.Conv2d(c8, dec_dim, 1)
+        self.fuse8 = conv_block(dec_dim, dec_dim)
+        self.lateral4 = nn.Conv2d(c4, dec_dim, 1)
+        self.fuse4 = conv_block(dec_dim, dec_dim)
+        self.head = nn.Conv2d(dec_dim, n_classes, 1)
+
+    def features(self, f4: torch.Tensor, f8: torch.Tensor, f16: torch.Tensor, logits16: torch.Tensor) -> torch.Tensor:
+        x = self.top(torch.cat([f16, logits16], dim=1))
+        x = self.fuse8(F.interpolate(x, size=f8.shape[-2:], mode="bilinear", align_corners=False) + self.lateral8(f8))
+        return self.fuse4(F.interpolate(x, size=f4.shape[-2:], mode="bilinear", align_corners=False) + self.lateral4(f4))
+
+    def classify(self, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Logits at ``size`` from decoder features (shared with CPR's pseudo-label decoding)."""
+        return F.interpolate(self.head(features), size=size, mode="bilinear", align_corners=False)
+
+    def forward(self, f4: torch.Tensor, f8: torch.Tensor, f16: torch.Tensor, logits16: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.features(f4, f8, f16, logits16)
+        size = (f4.shape[-2] * 4, f4.shape[-1] * 4)
+        return self.classify(features, size), features
