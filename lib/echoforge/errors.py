@@ -76,3 +76,11 @@ class UnknownFrameError(EchoForgeError):
 
 class DatasetLayoutError(EchoForgeError):
     """A dataset folder that does not follow the layout it is read as (CAMUS, EchoNet-Dynamic, ...)."""
+
+
+class CheckpointError(EchoForgeError):
+    """A model file that is missing, corrupt, or made for another network configuration."""
+
+
+class TrainingError(EchoForgeError):
+    """Training cannot go on (no annotated video, a loss that became NaN, ...)."""

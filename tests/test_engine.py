@@ -1,0 +1,199 @@
+"""Semi-supervised training, checkpoints, streaming inference, export — on small phantom data."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from echoforge.engine.checkpoint import load_model, save_checkpoint
+from echoforge.engine.clips import clip_indices, load_dataset, make_clip, restrict_labels, training_clips
+from echoforge.engine.inference import SegmentationCore, segment_video
+from echoforge.engine.train import TrainConfig, Trainer
+from echoforge.errors import CheckpointError, EmptyLabelError, TrainingError
+from echoforge.nets import build_model, get_config
+from echoforge.phantom import make_patient
+from echoforge.phantom_datasets import write_phantom_dataset
+
+SIZE = (64, 64)
+
+
+@pytest.fixture(scope="module")
+def clips():
+    out = []
+    for seed in range(3):
+        patient = make_patient(9000 + seed)
+        for view in ("2CH", "4CH"):
+            video = patient.render_half_sequence(view, size=SIZE, fps=40.0)
+            out.append(make_clip(video, SIZE, 6, "ed-es", reference=video, video_id=f"p{seed}_{view}"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def studies(tmp_path_factory):
+    root = tmp_path_factory.mktemp("studies")
+    write_phantom_dataset(root, "nifti", patients=3, seed=91, size=SIZE, progress=False)
+    return root
+
+
+def _tiny_train(run_dir, epochs=2, **kw):
+    cfg = TrainConfig(epochs=epochs, batch_size=2, lr=1e-3, clip_frames=6, progress=False, **kw)
+    return Trainer(get_config("tiny"), cfg, run_dir)
+
+
+def test_clip_spans_ed_to_es_and_keeps_annotated_frames(clips):
+    video = make_patient(9100).render("4CH", size=SIZE, fps=30.0)
+    idx = clip_indices(video, 10)
+    assert idx[0] == video.ed and idx[-1] == video.es and len(idx) == 10
+    sparse = restrict_labels(video, "ed-es")
+    assert sparse.annotated == tuple(sorted((video.ed, video.es)))
+    clip = clips[0]
+    assert clip.labelled.tolist() == [True, False, False, False, False, True]
+    assert clip.labels[1:5].max() == 0 and clip.labels[0].max() > 0  # unlabelled frames carry no label
+    assert clip.reference is not None and clip.reference[1:5].max() > 0
+
+
+def test_no_annotated_video_is_a_clear_error(clips):
+    video = make_patient(9101).render("4CH", size=SIZE, n_frames=4)
+    with pytest.raises(EmptyLabelError, match="nothing to train on"):
+        training_clips([("v", video.replace(labels=None, annotated=()), None)], SIZE, 6)
+
+
+def test_training_writes_logs_and_checkpoints(clips, tmp_path):
+    summary = _tiny_train(tmp_path / "run").fit(clips[:4], clips[4:])
+    assert len(summary["history"]) == 2
+    history = summary["history"][-1]
+    for key in ("loss_labelled", "loss_cpr", "loss_aux16", "loss_arc", "val_dice_mean", "bank"):
+        assert key in history
+    assert history["bank"] > 0  # CPR reforged the unlabelled frames
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    assert list((tmp_path / "run" / "logs").glob("events.out.tfevents.*"))
+    model, config, payload = load_model(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert config.name == "tiny" and payload["epoch"] >= 1 and not model.training
+
+
+def test_resume_continues_where_it_stopped(clips, tmp_path):
+    _tiny_train(tmp_path / "run", epochs=1).fit(clips[:4])
+    resumed = _tiny_train(tmp_path / "run", epochs=3)
+    assert resumed.start_epoch == 1 and len(resumed.bank) > 0
+    summary = resumed.fit(clips[:4])
+    assert [h["epoch"] for h in summary["history"]] == [1, 2, 3]
+
+
+def test_resume_after_a_kill(studies, tmp_path):
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "echoforge.cli", "train", "--data", str(studies), "--layout", "nifti",
+           "--config", "tiny", "--out", str(run), "--epochs", "40", "--clip-frames", "6", "--lr", "1e-3",
+           "--threads", "1", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = run / "checkpoints" / "last.pt"
+    deadline = time.time() + 240
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert last.exists(), "no checkpoint before the kill"
+    epoch_at_kill = torch.load(last, weights_only=True)["epoch"]
+    assert not list((run / "checkpoints").glob(".*part*"))  # no half-written file left behind
+    done = subprocess.run(cmd[:-5] + ["--epochs", str(epoch_at_kill + 1), "--clip-frames", "6", "--lr", "1e-3",
+                                      "--quiet"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert epochs[-1] == epoch_at_kill + 1 and sorted(set(epochs)) == list(range(1, epoch_at_kill + 2))
+
+
+def test_nan_loss_stops_with_a_clear_message(clips, tmp_path):
+    trainer = _tiny_train(tmp_path / "nan", epochs=3)
+    with torch.no_grad():  # a network whose weights have blown up, as after a divergent step
+        for p in trainer.model.net.decoder.head.parameters():
+            p.fill_(float("inf"))
+    with pytest.raises(TrainingError, match="became nan|became inf"):
+        trainer.fit(clips[:2])
+
+
+def test_checkpoint_from_another_configuration(tmp_path):
+    net = build_model("tiny")
+    save_checkpoint(tmp_path / "tiny.pt", net, net.config)
+    with pytest.raises(CheckpointError, match="'tiny', not 'light'"):
+        load_model(tmp_path / "tiny.pt", expect="light")
+    payload = torch.load(tmp_path / "tiny.pt", weights_only=True)
+    payload["net"]["name"], payload["net"]["dim"] = "light", 96
+    torch.save(payload, tmp_path / "mislabelled.pt")
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_model(tmp_path / "mislabelled.pt")
+    (tmp_path / "junk.pt").write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError, match="not a readable model file"):
+        load_model(tmp_path / "junk.pt")
+
+
+@pytest.mark.parametrize("with_references", [False, True])
+def test_streaming_gives_the_same_masks_as_clip_inference(clips, with_references):
+    torch.manual_seed(0)
+    net = build_model("tiny").eval()
+    clip = clips[1]
+    frames = torch.from_numpy(clip.frames).float()[None] / 255
+    labels = torch.from_numpy(clip.labels.astype(np.int64))[None]
+    valid = torch.from_numpy(clip.labelled)[None] if with_references else None
+    with torch.no_grad():
+        clip_probs = net(frames, labels if with_references else None, valid)["logits"][0].softmax(1)
+    refs = {int(t): (clip.frames[t] / 255.0, clip.labels[t]) for t in np.flatnonzero(clip.labelled)} \
+        if with_references else None
+    core = SegmentationCore(net, refs)
+    streamed = torch.stack([core.step(frames[0, t]) for t in range(frames.shape[1])])
+    assert torch.equal(streamed.argmax(1), clip_probs.argmax(1))
+    assert torch.allclose(streamed, clip_probs, atol=1e-4)
+
+
+def test_segment_the_rest_keeps_drawn_frames_exactly():
+    net = build_model("tiny").eval()
+    video = make_patient(9200).render("4CH", size=(70, 90), n_frames=7)
+    drawn = restrict_labels(video, "ed-es")
+    seg = segment_video(net, drawn, chunk=3)
+    assert seg.labels.shape == video.labels.shape and seg.labels.dtype == np.uint8
+    for t in drawn.annotated:
+        np.testing.assert_array_equal(seg.labels[t], video.labels[t])
+    single = segment_video(net, video.select([0]).replace(labels=None, annotated=()))
+    assert single.labels.shape == (1, 70, 90)
+
+
+def test_load_dataset_layouts(studies, tmp_path):
+    items = load_dataset(studies, "nifti", "training")
+    assert items and all(ref is not None for _, _, ref in items)
+    assert all(video.annotated == tuple(sorted((ref.ed, ref.es))) for _, video, ref in items
+               if video.has_labels)
+    write_phantom_dataset(tmp_path / "camus", "camus", patients=2, seed=92, size=SIZE, progress=False)
+    camus = load_dataset(tmp_path / "camus", "camus")
+    assert len(camus) == 4 and camus[0][1].annotated == tuple(range(camus[0][1].n_frames))
+
+
+def test_export_matches_pytorch(tmp_path):
+    from echoforge.engine.export import export_model
+
+    torch.manual_seed(0)
+    net = build_model("tiny").eval()
+    frames = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = net(frames)["logits"].numpy()
+    script = torch.jit.load(str(export_model(net, "torchscript", tmp_path / "m.ts", n_frames=3)))
+    np.testing.assert_allclose(script(frames).detach().numpy(), expected, atol=1e-4)
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(export_model(net, "onnx", tmp_path / "m.onnx", n_frames=3)))
+    np.testing.assert_allclose(session.run(["logits"], {"frames": frames.numpy()})[0], expected, atol=1e-3)
+
+
+def test_distributed_training_with_gloo_and_two_processes(studies, tmp_path):
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                str(29500 + os.getpid() % 1000), "-m", "echoforge.cli", "train", "--data", str(studies),
+                "--layout", "nifti", "--config", "tiny", "--out", str(tmp_path / "ddp"), "--epochs", "1",
+                "--clip-frames", "6", "--device", "cpu", "--threads", "1", "--quiet"]
+    done = subprocess.run(torchrun, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "ddp" / "checkpoints" / "last.pt").exists()
+    assert len((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()) == 1
