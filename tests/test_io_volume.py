@@ -121,3 +121,26 @@ def test_failed_write_leaves_no_file(small_video, tmp_path, monkeypatch):
     with pytest.raises(OSError):
         write_volume(small_video, tmp_path / "v.nii.gz")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("out_ext", [".nrrd", ".nii.gz"])
+@pytest.mark.parametrize("ref_kind", ["itk", "ours", "nrrd"])
+def test_labels_written_on_the_reference_geometry(small_video, tmp_path, out_ext, ref_kind):
+    from echoforge.io.volume import read_label_volume, write_labels_like
+
+    sy, sx = small_video.spacing
+    if ref_kind == "itk":  # x = column, like CAMUS / SimpleITK files
+        ref = tmp_path / "ref.nii.gz"
+        nib.save(nib.Nifti1Image(np.transpose(small_video.frames_uint8(), (2, 1, 0)),
+                                 np.diag([-sx, -sy, 1.0, 1.0])), ref)
+    else:
+        ref = write_volume(small_video, tmp_path / ("ref.nii.gz" if ref_kind == "ours" else "ref.nrrd"))
+    out = write_labels_like(small_video.labels, ref, tmp_path / f"labels{out_ext}", annotated=(0, 5))
+    back = read_label_volume(out)
+    np.testing.assert_array_equal(back.labels, small_video.labels)
+    assert back.spacing == pytest.approx((sy, sx))
+    video = read_volume(ref, out)
+    assert video.annotated == (0, 5)
+    if ref_kind == "itk" and out_ext == ".nii.gz":  # same axis order and affine as the reference file
+        assert nib.load(out).shape == nib.load(ref).shape
+        np.testing.assert_allclose(nib.load(out).affine, nib.load(ref).affine)

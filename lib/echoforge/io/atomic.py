@@ -46,10 +46,20 @@ def atomic_path(path: str | os.PathLike[str], allow_empty: bool = False) -> Iter
         yield tmp
         if not tmp.exists() or (tmp.stat().st_size == 0 and not allow_empty):
             raise OSError(f"{target}: the writer produced no data")
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it; done once, at import, before any thread exists
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from echoforge.errors import InvalidVideoError, UnreadableFileError, UnsupportedFormatError
+from echoforge.errors import InvalidVideoError, LabelShapeError, UnreadableFileError, UnsupportedFormatError
 from echoforge.io.atomic import atomic_path, compound_suffix
 from echoforge.video import EchoVideo
 
@@ -49,22 +49,59 @@ def ras_affine(spacing: tuple[float, float] | None) -> np.ndarray:
                      [0.0, 0.0, 0.0, 1.0]])
 
 
-def _to_thw(data: np.ndarray, directions: np.ndarray, frame_axis: int) -> tuple[np.ndarray, tuple[float, float]]:
-    """Reorder a 3-D array to (T, H, W) using the RAS direction vectors (columns of ``directions``)."""
+@dataclass(frozen=True)
+class FileLayout:
+    """How a file's array was turned into T×H×W, so that results can be written back the same way.
+
+    Attributes:
+        stored_shape: the array shape in the file (before any reordering).
+        pre_order: the transpose that moved a sequence's list axis last (``None`` when not needed).
+        squeezed_shape: the shape after ``pre_order`` (before singleton axes were dropped).
+        perm: the transpose taking the 3-D array to (T, H, W).
+        flip_rows, flip_cols: whether rows/columns were reversed to read upright.
+        affine: 4×4 RAS affine of the file's three axes (``None`` for sequences and 4-D files).
+    """
+
+    stored_shape: tuple[int, ...]
+    pre_order: tuple[int, ...] | None
+    squeezed_shape: tuple[int, ...]
+    perm: tuple[int, int, int]
+    flip_rows: bool
+    flip_cols: bool
+    affine: np.ndarray | None
+
+    def to_file(self, thw: np.ndarray) -> np.ndarray:
+        """The inverse of reading: a T×H×W array in the file's own axis order and shape."""
+        arr = thw[:, ::-1] if self.flip_rows else thw
+        arr = arr[:, :, ::-1] if self.flip_cols else arr
+        arr = np.transpose(arr, np.argsort(self.perm)).reshape(self.squeezed_shape)
+        if self.pre_order is not None:
+            arr = np.transpose(arr, np.argsort(self.pre_order))
+        return np.ascontiguousarray(arr)
+
+
+def _to_thw(data: np.ndarray, directions: np.ndarray, frame_axis: int
+            ) -> tuple[np.ndarray, tuple[float, float], tuple[int, int, int], bool, bool]:
+    """Reorder a 3-D array to (T, H, W) using the RAS direction vectors (columns of ``directions``).
+
+    Returns the array, the (row, col) spacing, and the permutation and flips applied.
+    """
     spatial = [a for a in range(3) if a != frame_axis]
     norms = np.linalg.norm(directions[:, spatial], axis=0)
     norms = np.where(norms > 0, norms, 1.0)
     unit = directions[:, spatial] / norms
     # the row axis is the in-plane axis most aligned with anterior-posterior (RAS y)
     row_pos = int(np.argmax(np.abs(unit[1])))
-    row_axis, col_axis = spatial[row_pos], spatial[1 - row_pos]
-    arr = np.transpose(data, (frame_axis, row_axis, col_axis))
-    if unit[1, row_pos] > 0:  # rows run anterior: flip so they grow downward on screen
+    perm = (frame_axis, spatial[row_pos], spatial[1 - row_pos])
+    arr = np.transpose(data, perm)
+    flip_rows = bool(unit[1, row_pos] > 0)  # rows run anterior: flip so they grow downward on screen
+    flip_cols = bool(unit[0, 1 - row_pos] > 0)  # columns run toward patient right: flip to grow to screen right
+    if flip_rows:
         arr = arr[:, ::-1]
-    if unit[0, 1 - row_pos] > 0:  # columns run toward patient right: flip so they grow to screen right
+    if flip_cols:
         arr = arr[:, :, ::-1]
     spacing = (round(float(norms[row_pos]), 6), round(float(norms[1 - row_pos]), 6))  # float32 headers
-    return np.ascontiguousarray(arr), spacing
+    return np.ascontiguousarray(arr), spacing, perm, flip_rows, flip_cols
 
 
 def _frames_to_unit(data: np.ndarray) -> np.ndarray:
@@ -136,9 +173,10 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     text = descrip.tobytes().decode("latin-1").rstrip("\x00 ") if descrip is not None else ""
     fields = dict(re.findall(r"(\w+)=([^;]*)", text.split(":", 1)[1])) if text.startswith("echoforge:") else {}
     directions = img.affine[:3, :3]
+    affine = np.asarray(img.affine, dtype=float) if data.ndim <= 3 else None
     if data.ndim > 3:
         directions = np.eye(3)  # 4-D+ NIfTI: only the first three axes carry geometry
-    return data, {"directions": directions, "fields": fields, "frame_axis": None}
+    return data, {"directions": directions, "fields": fields, "frame_axis": None, "affine": affine}
 
 
 def _write_nifti(path: Path, array_hwt: np.ndarray, spacing: tuple[float, float] | None,
@@ -195,8 +233,15 @@ def _read_nrrd(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
             dirs = _LPS_TO_RAS @ dirs
         directions = dirs
     fields = {k[len(_FIELD):]: str(v) for k, v in header.items() if str(k).startswith(_FIELD)}
+    affine = None
+    if frame_axis is None and data.ndim == 3 and directions.shape == (3, 3):
+        origin = np.asarray(header.get("space origin", np.zeros(3)), dtype=float)
+        if space in ("left-posterior-superior", "lps"):
+            origin = _LPS_TO_RAS @ origin
+        affine = np.eye(4)
+        affine[:3, :3], affine[:3, 3] = directions, np.nan_to_num(origin)
     meta: dict[str, Any] = {"fields": fields, "frame_axis": frame_axis, "directions": directions,
-                            "kinds": kinds, "spatial_axes": spatial_axes}
+                            "kinds": kinds, "spatial_axes": spatial_axes, "affine": affine}
     if frame_axis is not None and "frame_time_ms" not in fields:
         values = str(header.get(f"axis {frame_axis} index values", "")).split()
         unit = str(header.get(f"axis {frame_axis} unit", "")).lower()
@@ -230,8 +275,8 @@ def _write_nrrd(path: Path, array_hwt: np.ndarray, spacing: tuple[float, float] 
 
 
 # ----------------------------------------------------------------------------- public API
-def _read_array(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, float], dict[str, str]]:
-    """Read a volume file as ``(T×H×W array, directions, spacing, echoforge fields)``."""
+def _read_array(path: Path) -> tuple[np.ndarray, tuple[float, float], dict[str, str], FileLayout]:
+    """Read a volume file as ``(T×H×W array, (row, col) spacing, echoforge fields, layout)``."""
     if not path.exists():
         raise UnreadableFileError("file not found", path)
     ext = compound_suffix(path)
@@ -242,21 +287,27 @@ def _read_array(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, float]
         data, meta = _read_nrrd(path)
     else:
         raise UnsupportedFormatError(f"not a NIfTI or NRRD file (extension {ext!r})", path)
+    stored_shape = data.shape
     frame_axis = meta["frame_axis"]
+    pre_order = None
     if frame_axis is not None and data.ndim == 3:
-        order = [a for a in range(3) if a != frame_axis] + [frame_axis]
-        data = np.transpose(data, order)
+        pre_order = tuple(a for a in range(3) if a != frame_axis) + (frame_axis,)
     elif frame_axis is not None and data.ndim == 4 and meta["kinds"][-1] in ("vector", "rgb-color", "3-vector"):
-        order = [a for a in range(3) if a != frame_axis] + [frame_axis, 3]
-        data = np.transpose(data, order)
+        pre_order = tuple(a for a in range(3) if a != frame_axis) + (frame_axis, 3)
+    if pre_order is not None:
+        data = np.transpose(data, pre_order)
+    squeezed_shape = data.shape
     data = _squeeze_to_3d(data, path, allow_rgb=True)
     directions = meta["directions"]
     if directions.shape != (3, 3):
         full = np.eye(3)
         full[:, : directions.shape[1]] = directions[:, :3]
         directions = full
-    arr, spacing = _to_thw(data, directions, frame_axis=2)
-    return arr, directions, spacing, meta["fields"]
+    arr, spacing, perm, flip_rows, flip_cols = _to_thw(data, directions, frame_axis=2)
+    rgb = len(squeezed_shape) == 4 and squeezed_shape[-1] in (3, 4)
+    layout = FileLayout(stored_shape, pre_order, data.shape if rgb else squeezed_shape, perm, flip_rows, flip_cols,
+                        meta["affine"])
+    return arr, spacing, meta["fields"], layout
 
 
 def read_volume(path: str | os.PathLike[str], labels_path: str | os.PathLike[str] | None = None,
@@ -273,7 +324,7 @@ def read_volume(path: str | os.PathLike[str], labels_path: str | os.PathLike[str
         An :class:`EchoVideo` (spacing from the header, in mm).
     """
     path = Path(path)
-    raw, _, spacing, fields = _read_array(path)
+    raw, spacing, fields, _ = _read_array(path)
     try:
         frames = _frames_to_unit(raw)
     except InvalidVideoError as err:
@@ -299,7 +350,7 @@ class LabelVolume:
 
 def read_label_volume(path: str | os.PathLike[str]) -> LabelVolume:
     """Read a label volume (values are checked when attached to a video, see :func:`attach_labels`)."""
-    raw, _, spacing, fields = _read_array(Path(path))
+    raw, spacing, fields, _ = _read_array(Path(path))
     info = _decode_fields(fields)
     return LabelVolume(raw, spacing, info.get("frame_time_ms"), info.get("annotated"))
 
@@ -334,6 +385,50 @@ def write_labels(video: EchoVideo, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     array = np.transpose(video.labels, (1, 2, 0)).astype(np.uint8)
     _write(path, array, video.spacing, _encode_fields(video, annotated=True))
+    return path
+
+
+def write_labels_like(labels: np.ndarray, reference: str | os.PathLike[str], path: str | os.PathLike[str],
+                      annotated: tuple[int, ...] = ()) -> Path:
+    """Write T×H×W ``labels`` on the geometry of the volume file ``reference`` (NIfTI or NRRD by ``path``).
+
+    The result has the reference's axis order, orientation and spacing, so a viewer (3D Slicer, the
+    MONAI Label client) overlays it exactly on the image it loaded, whatever wrote that image.
+    """
+    reference, path = Path(reference), Path(path)
+    raw, spacing, _, layout = _read_array(reference)
+    labels = np.asarray(labels, dtype=np.uint8)
+    if labels.shape != raw.shape:
+        raise LabelShapeError(f"label shape {labels.shape} differs from the video's {raw.shape} (T×H×W)", path)
+    fields = {"annotated_frames": ",".join(str(a) for a in annotated)} if annotated else {}
+    if layout.affine is None:  # sequences and unusual files: our own upright geometry
+        _write(path, np.transpose(labels, (1, 2, 0)), spacing, fields)
+        return path
+    array = layout.to_file(labels)
+    ext = compound_suffix(path)
+    if ext in NIFTI_EXTS:
+        import nibabel as nib
+
+        img = nib.Nifti1Image(array, layout.affine)
+        img.set_qform(layout.affine, code=1)
+        img.set_sform(layout.affine, code=1)
+        img.header.set_xyzt_units("mm")
+        if fields:
+            img.header["descrip"] = ("echoforge:annotated_frames=" + fields["annotated_frames"])[:79].encode()
+        with atomic_path(path) as tmp:
+            nib.save(img, str(tmp))
+    elif ext in (".nrrd", ".seg.nrrd"):
+        import nrrd
+
+        lps = _LPS_TO_RAS @ layout.affine[:3, :3]
+        header = {"space": "left-posterior-superior", "space directions": lps.T,
+                  "space origin": _LPS_TO_RAS @ layout.affine[:3, 3], "kinds": ["domain"] * 3, "encoding": "gzip",
+                  **{f"{_FIELD}{k}": v for k, v in fields.items()}}
+        with atomic_path(path) as tmp:
+            nrrd.write(str(tmp), array, header, index_order="F",
+                       custom_field_map={f"{_FIELD}{k}": "string" for k in fields})
+    else:
+        raise UnsupportedFormatError(f"cannot write {ext!r}: use .nii.gz, .nii or .nrrd", path)
     return path
 
 
