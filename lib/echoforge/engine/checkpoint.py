@@ -44,6 +44,15 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, config: NetC
     return write_bytes_atomic(path, buffer.getvalue())
 
 
+def add_to_checkpoint(path: str | os.PathLike[str], **entries: Any) -> Path:
+    """Add or replace top-level entries of an existing checkpoint (atomically)."""
+    payload = read_checkpoint(path)
+    payload.update(entries)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return write_bytes_atomic(path, buffer.getvalue())
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():

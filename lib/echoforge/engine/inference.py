@@ -101,12 +101,12 @@ def classes_to_labels(classes: np.ndarray, mode: str) -> np.ndarray:
     return (classes == 1).astype(np.uint8) * L.LV if mode == "lv" else classes.astype(np.uint8)
 
 
-def segment_video(model: EchoForgeNet, video: EchoVideo, use_annotations: bool = True, chunk: int | None = 16,
+def segment_video(model: torch.nn.Module, video: EchoVideo, use_annotations: bool = True, chunk: int | None = 16,
                   device: str | torch.device = "cpu") -> Segmentation:
     """Segment every frame of ``video``.
 
     Args:
-        model: trained network (eval mode).
+        model: trained network (eval mode): EchoForge, or a frame-by-frame baseline.
         video: the video; when ``use_annotations`` and it carries labels, its annotated frames are
             the memory references and are returned exactly as drawn ("segment the rest").
         chunk: frames per chunk (``1`` = streaming; ``None`` = the whole video at once).
@@ -123,9 +123,14 @@ def segment_video(model: EchoForgeNet, video: EchoVideo, use_annotations: bool =
     annotated = tuple(video.annotated) if use_annotations and video.has_labels else ()
     for t in annotated:
         references[t] = (frames[t], to_classes(box.forward(video.labels[t], nearest=True), config.mode))
-    core = SegmentationCore(model, references, device)
     step = video.n_frames if not chunk else chunk
-    probs = torch.cat([core.run(frames[i:i + step]) for i in range(0, video.n_frames, step)])
+    if isinstance(model, EchoForgeNet):
+        core = SegmentationCore(model, references, device)
+        probs = torch.cat([core.run(frames[i:i + step]) for i in range(0, video.n_frames, step)])
+    else:  # frame-by-frame baselines: no memory, annotations only kept as drawn
+        with torch.no_grad():
+            probs = torch.cat([model(torch.as_tensor(frames[i:i + step], device=device)[None])["logits"][0].softmax(1)
+                               for i in range(0, video.n_frames, step)])
     probs = box.backward(probs.cpu())
     labels = classes_to_labels(probs.argmax(dim=1).numpy(), config.mode)
     for t in annotated:  # the clinician's frames, exactly as drawn

@@ -28,6 +28,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ from echoforge.engine.augment import (
     random_affine,
     warp,
 )
-from echoforge.engine.checkpoint import read_checkpoint, save_checkpoint, unwrap
+from echoforge.engine.checkpoint import add_to_checkpoint, read_checkpoint, save_checkpoint, unwrap
 from echoforge.engine.clips import Clip, collate
 from echoforge.engine.losses import LabelledLoss, anchor_map_loss, masked_cross_entropy
 from echoforge.errors import TrainingError
@@ -130,7 +131,8 @@ class SemiSupervisedModel(nn.Module):
     def __init__(self, net: nn.Module, use_cpr: bool):
         super().__init__()
         self.net = net
-        self.cpr = ChannelCrossAttention(net.config.dec_dim) if use_cpr else None
+        # CPR reforges decoder features, which only the EchoForge network has
+        self.cpr = ChannelCrossAttention(net.config.dec_dim) if use_cpr and net.config.arch == "echoforge" else None
 
     def forward(self, frames: torch.Tensor, ref_masks: torch.Tensor | None = None,
                 ref_valid: torch.Tensor | None = None, labelled: torch.Tensor | None = None
@@ -162,16 +164,20 @@ class Trainer:
         summary = trainer.fit(train_clips, val_clips)
     """
 
-    def __init__(self, net_config: NetConfig, config: TrainConfig, run_dir: str | os.PathLike[str],
-                 resume: bool = True):
+    def __init__(self, net_config: NetConfig, config: TrainConfig, run_dir: str | os.PathLike[str] | None,
+                 resume: bool = True, net: nn.Module | None = None):
+        """``run_dir=None`` trains without writing anything (per-video adaptation); ``net`` starts from an
+        existing network instead of a fresh one."""
         self.net_config, self.config = net_config, config
-        self.run_dir = Path(run_dir)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.writes = self.run_dir is not None
         self.rank, self.world = _init_distributed()
         self.device = resolve_device(config.device)
         if self.world > 1 and self.device.type == "cuda":
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         seed_everything(config.seed + self.rank)
-        self.model = SemiSupervisedModel(build_model(net_config), config.use_cpr).to(self.device)
+        self.model = SemiSupervisedModel(net if net is not None else build_model(net_config),
+                                         config.use_cpr).to(self.device)
         if config.channels_last and self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -185,7 +191,7 @@ class Trainer:
         self.best = -math.inf
         self.history: list[dict[str, Any]] = []
         self.ddp_model: nn.Module = self.model
-        if resume and (self.run_dir / "checkpoints" / "last.pt").exists():
+        if resume and self.writes and (self.run_dir / "checkpoints" / "last.pt").exists():
             self._resume(self.run_dir / "checkpoints" / "last.pt")
         if self.world > 1:
             self.ddp_model = nn.parallel.DistributedDataParallel(
@@ -196,17 +202,25 @@ class Trainer:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def writes_files(self) -> bool:
+        return self.writes and self.is_main
+
     # ------------------------------------------------------------------ public
-    def fit(self, train: list[Clip], val: list[Clip] | None = None) -> dict[str, Any]:
-        """Train for the configured epochs (continuing a resumed run); returns the final summary."""
+    def fit(self, train: list[Clip], val: list[Clip] | None = None,
+            on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Train for the configured epochs (continuing a resumed run); returns the final summary.
+
+        ``on_epoch`` is called on the main process with each epoch's record (losses, validation Dice).
+        """
         if not train:
             raise TrainingError("no training clip (no video with an annotated frame)")
         shard = train[self.rank::self.world] if self.world > 1 else train
-        if self.is_main:
+        if self.writes_files:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_json_atomic(self.run_dir / "config.json", {"net": self.net_config.to_dict(),
                                                              "train": self.config.to_dict()})
-        writer = _summary_writer(self.run_dir / "logs") if self.is_main else None
+        writer = _summary_writer(self.run_dir / "logs") if self.writes_files else None
         steps_per_epoch = math.ceil(len(shard) / self.config.batch_size)
         if self.config.max_steps_per_epoch:
             steps_per_epoch = min(steps_per_epoch, self.config.max_steps_per_epoch)
@@ -240,11 +254,16 @@ class Trainer:
 
                 record.update(clip_dice(unwrap(self.model.net), val, self.net_config.mode, self.device))
             self._end_epoch(epoch, record, writer)
+            if on_epoch is not None and self.is_main:
+                on_epoch(self.history[-1])
         if writer is not None:
             writer.close()
+        if self.writes_files:
+            self._store_feature_stats(shard)
         if self.world > 1:
             dist.barrier()
-        return {"run_dir": str(self.run_dir), "epochs": self.config.epochs, "history": self.history,
+        return {"run_dir": str(self.run_dir) if self.writes else None, "epochs": self.config.epochs,
+                "history": self.history,
                 "best_val_dice": None if self.best == -math.inf else self.best}
 
     # ------------------------------------------------------------------ one step
@@ -264,11 +283,12 @@ class Trainer:
             out = self.ddp_model(frames, labels, ref_valid, labelled)
             logits = out["logits"]
             loss_sup = self.loss_labelled(logits, labels, labelled)
-            target16 = downsample_labels(pad_to_stride(labels)[0], self.net_config.n_classes,
-                                         out["logits16"].shape[-2:])
-            aux16 = -(target16[labelled] * F.log_softmax(out["logits16"][labelled].float(), dim=1)).sum(1).mean() \
-                if bool(labelled.any()) else logits.sum() * 0
-            parts = {"labelled": loss_sup, "aux16": cfg.aux16_weight * aux16}
+            parts = {"labelled": loss_sup}
+            if "logits16" in out and bool(labelled.any()):  # deep supervision at stride 16 (EchoForge only)
+                target16 = downsample_labels(pad_to_stride(labels)[0], self.net_config.n_classes,
+                                             out["logits16"].shape[-2:])
+                log_p = F.log_softmax(out["logits16"][labelled].float(), dim=1)
+                parts["aux16"] = cfg.aux16_weight * -(target16[labelled] * log_p).sum(1).mean()
             if "weight_maps" in out:
                 parts["arc"] = cfg.arc_weight * anchor_map_loss(out["weight_maps"], labels, labelled)
             if self.model.cpr is not None:
@@ -340,7 +360,7 @@ class Trainer:
     def _end_epoch(self, epoch: int, record: dict[str, Any], writer: Any) -> None:
         record = json.loads(json.dumps(record, default=float))  # plain floats: checkpoints load with weights_only
         self.history.append(record)
-        if not self.is_main:
+        if not self.writes_files:
             return
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -363,6 +383,20 @@ class Trainer:
         if is_best or score is None:
             save_checkpoint(ckpt / "best.pt", self.model.net, self.net_config, train=self.config.to_dict(),
                             epoch=epoch + 1, metrics=record)
+
+    def _store_feature_stats(self, clips: list[Clip]) -> None:
+        """Training-data feature statistics in the checkpoints, for detecting unfamiliar videos later."""
+        from echoforge.engine.adapt import feature_stats
+        from echoforge.nets.echoforge_net import EchoForgeNet
+
+        net = unwrap(self.model.net)
+        if not isinstance(net, EchoForgeNet):
+            return
+        stats = feature_stats(net, clips, self.device)
+        for name in ("last.pt", "best.pt"):
+            path = self.run_dir / "checkpoints" / name
+            if path.exists():
+                add_to_checkpoint(path, feature_stats=stats)
 
     def _resume(self, path: Path) -> None:
         payload = read_checkpoint(path)

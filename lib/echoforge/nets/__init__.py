@@ -18,9 +18,14 @@ def build_model(config: str | NetConfig = "light", **overrides: Any) -> nn.Modul
         net = build_model("light", use_arc=False)              # ablation without ARC
         net = build_model("light", encoder_weights="resnet18_imagenet.pth")   # local weights only
     """
+    config = get_config(config, **overrides)
+    if config.arch != "echoforge":
+        from echoforge.nets.baselines import build_baseline
+
+        return build_baseline(config)
     from echoforge.nets.echoforge_net import EchoForgeNet
 
-    return EchoForgeNet(get_config(config, **overrides))
+    return EchoForgeNet(config)
 
 
 __all__ = ["CONFIGS", "NetConfig", "build_model", "get_config"]

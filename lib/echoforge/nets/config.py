@@ -8,6 +8,9 @@ light      ResNet-18  96    48        8        1       112×112      CPU, real t
 tiny       ResNet-18  32    16        4        1       64×64        tests
 =========  =========  ====  ========  =======  ======  ===========  ==========
 
+Baselines, frame by frame (:mod:`echoforge.nets.baselines`): ``unet`` (MONAI 2-D U-Net) and
+``deeplabv3`` (EchoNet-Dynamic's DeepLabV3-ResNet50), both at 112×112 by default.
+
 Every configuration takes ``mode`` = ``"camus"`` (4 classes: background, LV, myocardium, LA) or
 ``"lv"`` (2 classes: background, LV cavity), and the ablation switches ``use_arc`` / ``use_tsf``.
 """
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MODES = {"camus": 4, "lv": 2}
+ARCHS = ("echoforge", "unet", "deeplabv3")
 
 
 @dataclass
@@ -26,6 +30,7 @@ class NetConfig:
     """Everything needed to rebuild a network (stored in every checkpoint)."""
 
     name: str = "light"
+    arch: str = "echoforge"
     mode: str = "camus"
     encoder_depth: int = 18
     encoder_weights: str | None = None
@@ -66,6 +71,9 @@ CONFIGS: dict[str, NetConfig] = {
                        input_size=(256, 256)),
     "light": NetConfig(name="light"),
     "tiny": NetConfig(name="tiny", dim=32, dec_dim=16, heads=2, n_queries=4, n_layers=1, knn=8, input_size=(64, 64)),
+    # baselines (frame by frame, see echoforge.nets.baselines)
+    "unet": NetConfig(name="unet", arch="unet"),
+    "deeplabv3": NetConfig(name="deeplabv3", arch="deeplabv3"),
 }
 
 
@@ -80,4 +88,6 @@ def get_config(name: str | NetConfig, **overrides: Any) -> NetConfig:
     config = dataclasses.replace(base, **overrides)
     if config.mode not in MODES:
         raise ValueError(f"mode must be one of {sorted(MODES)}, got {config.mode!r}")
+    if config.arch not in ARCHS:
+        raise ValueError(f"arch must be one of {ARCHS}, got {config.arch!r}")
     return config
