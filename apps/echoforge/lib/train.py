@@ -1,0 +1,129 @@
+"""Train task ``echoforge``: semi-supervised retraining on the clinicians' annotated frames.
+
+Every video with a ``final`` label and at least one annotated frame takes part; its annotated
+frames teach directly and CPR reforges pseudo-labels for all its other frames (FlameRise).
+Training starts from the model that serves now, runs on CUDA when present (AMP) and on the CPU
+otherwise, and publishes the new weights atomically at the end (``model/echoforge.pt``): a run that
+is stopped or fails leaves the previous model serving. Progress goes to the task log (one line per
+epoch, visible in ``GET /train/``) and to ``model/train_stats.json`` (``/info/`` ``train_stats``).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from typing import Any
+
+from monailabel.interfaces.datastore import Datastore, DefaultLabelTag
+from monailabel.interfaces.tasks.train import TrainTask
+
+from echoforge.engine.clips import make_clip
+from echoforge.engine.train import TrainConfig, Trainer
+from echoforge.errors import TrainingError
+from echoforge.io.atomic import atomic_path, write_json_atomic
+from echoforge.io.volume import attach_labels, read_volume
+from echoforge.video import EchoVideo
+
+from lib.http import http_errors
+from lib.models import ModelStore
+from lib.settings import AppSettings
+
+logger = logging.getLogger(__name__)
+
+STATS_NAME = "train_stats.json"
+
+
+def annotated_videos(datastore: Datastore) -> list[tuple[str, EchoVideo]]:
+    """Videos with a final label, with the annotated frames recorded when the label was saved."""
+    items = []
+    for image_id in datastore.get_labeled_images():
+        label_uri = datastore.get_label_uri(image_id, DefaultLabelTag.FINAL)
+        info = datastore.get_label_info(image_id, DefaultLabelTag.FINAL) or {}
+        frames = info.get("annotated_frames")
+        video = attach_labels(read_volume(datastore.get_image_uri(image_id)), label_uri,
+                              tuple(frames) if frames else None)
+        if video.has_labels:
+            items.append((image_id, video))
+    return items
+
+
+class EchoForgeTrain(TrainTask):
+    """Semi-supervised retraining (see the module docstring)."""
+
+    def __init__(self, store: ModelStore, settings: AppSettings):
+        super().__init__("EchoForge semi-supervised training (annotated frames + CPR pseudo-labels)")
+        self.store, self.settings = store, settings
+
+    def config(self) -> dict[str, Any]:
+        s = self.settings
+        return {"max_epochs": s.epochs, "learning_rate": s.lr, "batch_size": s.batch_size,
+                "clip_frames": s.clip_frames}
+
+    def stats(self) -> dict[str, Any]:
+        import json
+
+        path = self.store.model_dir / STATS_NAME
+        try:
+            return json.loads(path.read_text()) if path.exists() else {}
+        except ValueError:
+            return {}
+
+    def check(self, datastore: Datastore) -> None:
+        """Refuse a training request that cannot teach anything (called before a background run starts)."""
+        with http_errors():
+            if not datastore.get_labeled_images():
+                raise TrainingError("no video has an annotated frame yet: save a label first, then train")
+
+    def __call__(self, request: dict[str, Any], datastore: Datastore) -> dict[str, Any]:
+        with http_errors():
+            return self._train(request, datastore)
+
+    def _train(self, request: dict[str, Any], datastore: Datastore) -> dict[str, Any]:
+        items = annotated_videos(datastore)
+        if not items:
+            raise TrainingError("no video has an annotated frame yet: save a label first, then train")
+        model, _ = self.store.get()
+        config = model.config
+        epochs = int(request.get("max_epochs", self.settings.epochs))
+        clip_frames = int(request.get("clip_frames", self.settings.clip_frames))
+        clips = [make_clip(video, tuple(config.input_size), clip_frames, "all", video_id=vid) for vid, video in items]
+        train_config = TrainConfig(epochs=epochs, batch_size=int(request.get("batch_size", self.settings.batch_size)),
+                                   lr=float(request.get("learning_rate", self.settings.lr)), labelled="all",
+                                   clip_frames=clip_frames, device=self.settings.device, progress=False)
+        run_dir = self.store.model_dir / "runs" / time.strftime("%Y%m%d_%H%M%S")
+        started = time.time()
+        logger.info(f"EchoForge training: {len(clips)} annotated videos, {epochs} epochs, run folder {run_dir}")
+
+        def progress(record: dict[str, Any]) -> None:
+            stats = _stats(record, epochs, started, best=max((h.get("val_dice_mean", 0.0) for h in trainer.history),
+                                                               default=0.0))
+            write_json_atomic(self.store.model_dir / STATS_NAME, stats)
+            logger.info(f"epoch {record['epoch']}/{epochs}: loss {record.get('loss_total', float('nan')):.4f}, "
+                        f"Dice on annotated frames {record.get('val_dice_mean', float('nan')):.4f}")
+
+        trainer = Trainer(config, train_config, run_dir, resume=False, net=_copy(model))
+        summary = trainer.fit(clips, clips, on_epoch=progress)
+        best = run_dir / "checkpoints" / "best.pt"
+        with atomic_path(self.store.published) as tmp:  # publish: the infer task reloads on the new mtime
+            shutil.copyfile(best if best.exists() else run_dir / "checkpoints" / "last.pt", tmp)
+        stats = _stats(summary["history"][-1], epochs, started, best=summary.get("best_val_dice") or 0.0)
+        stats["published"] = str(self.store.published)
+        write_json_atomic(self.store.model_dir / STATS_NAME, stats)
+        logger.info(f"EchoForge training done in {time.time() - started:.1f} s; published {self.store.published}")
+        return stats
+
+
+def _copy(model: Any) -> Any:
+    import copy
+
+    return copy.deepcopy(model).train()
+
+
+def _stats(record: dict[str, Any], total_epochs: int, started: float, best: float) -> dict[str, Any]:
+    """Training statistics in the shape MONAI Label clients (the Slicer plugin) read."""
+    elapsed = time.time() - started
+    return {"epoch": record["epoch"], "total_epochs": total_epochs, "current_epoch": record["epoch"],
+            "best_metric": round(float(best), 5), "total_time": time.strftime("%H:%M:%S", time.gmtime(elapsed)),
+            "seconds": round(elapsed, 1), "start_ts": int(started), "loss": record.get("loss_total"),
+            "train": {"metrics": {k: v for k, v in record.items() if k.startswith(("loss_", "val_"))}}}
