@@ -66,15 +66,11 @@ class SegmentationCore:
         t, h, w = x.shape
         padded, pad = pad_to_stride(x[:, None])
         enc = self.model.encode(padded)
-        fused, logits16 = [], []
+        logits = []
         for i in range(t):
-            f_i, l_i = self.model.fuse(enc.x16[i:i + 1], *self.memory.gather(self.t))
-            fused.append(f_i)
-            logits16.append(l_i)
-            self.memory.push(self.t, enc.x16[i:i + 1], l_i.softmax(dim=1))
+            logits.append(self.model.step(self.t, enc.x16[i:i + 1], enc.f4[i:i + 1], enc.f8[i:i + 1], self.memory)[0])
             self.t += 1
-        logits, _ = self.model.decoder(enc.f4, enc.f8, torch.cat(fused), torch.cat(logits16))
-        return unpad(logits, pad).softmax(dim=1)
+        return unpad(torch.cat(logits), pad).softmax(dim=1)
 
     def step(self, frame: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Segment one ``H×W`` frame; returns ``C×H×W`` probabilities."""

@@ -94,6 +94,21 @@ class EchoForgeNet(nn.Module):
         tokens = self.tsf.semantic_tokens(mem_features, mem_masks, mem_valid)
         return self.tsf(x16, tokens)
 
+    def step(self, t: int, x16: torch.Tensor, f4: torch.Tensor, f8: torch.Tensor, memory: Memory
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Segment frame ``t`` of a batch with its memory, then remember it.
+
+        The memory keeps this frame's *final* prediction (full-resolution probabilities pooled to
+        stride 16), the best-supervised output of the network, rather than the coarse stride-16 logits.
+
+        Returns:
+            ``(logits N×C×H×W, logits16 N×C×h×w, decoder features N×E×H/4×W/4)`` on the padded grid.
+        """
+        fused, logits16 = self.fuse(x16, *memory.gather(t))
+        logits, features = self.decoder(f4, f8, fused, logits16)
+        memory.push(t, x16, F.adaptive_avg_pool2d(logits.softmax(dim=1), x16.shape[-2:]))
+        return logits, logits16, features
+
     # ------------------------------------------------------------------ clip forward
     def forward(self, frames: torch.Tensor, ref_masks: torch.Tensor | None = None,
                 ref_valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -119,18 +134,11 @@ class EchoForgeNet(nn.Module):
             weight = ref_valid.to(x16.dtype)
             refs = {i: (x16[:, i], refs16[:, i], weight[:, i]) for i in range(t) if bool(ref_valid[:, i].any())}
         memory = Memory(self.config.memory_size, refs)
-        fused, logits16 = [], []
-        for i in range(t):
-            f_i, l_i = self.fuse(x16[:, i], *memory.gather(i))
-            fused.append(f_i)
-            logits16.append(l_i)
-            memory.push(i, x16[:, i], l_i.softmax(dim=1))
-        fused_t = torch.stack(fused, 1).reshape(b * t, *x16.shape[2:])
-        logits16_t = torch.stack(logits16, 1).reshape(b * t, -1, *x16.shape[-2:])
-        logits, features = self.decoder(enc.f4, enc.f8, fused_t, logits16_t)
-        out = {"logits": unpad(logits, pad).reshape(b, t, -1, h, w),
-               "logits16": logits16_t.reshape(b, t, *logits16_t.shape[1:]),
-               "features": features.reshape(b, t, *features.shape[1:])}
+        f4 = enc.f4.reshape(b, t, *enc.f4.shape[1:])
+        f8 = enc.f8.reshape(b, t, *enc.f8.shape[1:])
+        steps = [self.step(i, x16[:, i], f4[:, i], f8[:, i], memory) for i in range(t)]
+        logits, logits16, features = (torch.stack(parts, 1) for parts in zip(*steps, strict=True))
+        out = {"logits": unpad(logits, pad), "logits16": logits16, "features": features}
         if enc.weight_maps is not None:
             out["weight_maps"] = enc.weight_maps.reshape(b, t, *enc.weight_maps.shape[1:])
         return out
