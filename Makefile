@@ -12,7 +12,7 @@ STUDIES ?= sample-data/studies
 CONF ?=
 PYTEST_ARGS ?=
 
-.PHONY: install serve test lint benchmarks sample-data clean
+.PHONY: install serve test lint benchmarks sample-data demo-model clean
 
 install: $(STAMP)
 
@@ -37,10 +37,13 @@ lint: install
 	$(BIN)/ruff check .
 
 benchmarks: install
-	. $(BIN)/activate && python benchmarks/run_all.py
+	. $(BIN)/activate && python benchmarks/bench_io.py && python benchmarks/bench_methods.py && python benchmarks/bench_server.py
 
 sample-data: install
 	. $(BIN)/activate && echoforge sample-data --out sample-data
+
+demo-model: install
+	. $(BIN)/activate && python -m echoforge.weights.build_demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -35,14 +35,17 @@ def lv_volume_curve(labels: np.ndarray, spacing: tuple[float, float] | None) -> 
 
 def measurements(video: EchoVideo) -> dict[str, Any]:
     """ED/ES, area and volume curves, EDV/ESV/EF of a video whose ``labels`` cover every frame."""
-    from echoforge.metrics.clinical import measure_labels
+    from echoforge.metrics.clinical import lv_area_curve, measure_labels
 
     if video.labels is None:
         raise EchoForgeError("the video has no labels to measure", video.source or None)
     try:
         m = measure_labels(video.labels, video.spacing, video.frame_time_ms)
-    except EchoForgeError as err:
-        return {"available": False, "reason": err.problem, "ed": None, "es": None, "ef": None}
+    except EchoForgeError as err:  # e.g. no LV on the detected ED/ES frame: report why, keep the area curve
+        areas = lv_area_curve(video.labels, video.spacing)
+        return {"available": False, "reason": err.problem, "ed": None, "es": None, "ef": None,
+                "area_unit": "mm²" if video.spacing else "px²", "areas": [round(float(a), 3) for a in areas],
+                "volumes_ml": [None] * video.n_frames}
     keys = ("available", "reason", "ed", "es", "ed_time_ms", "es_time_ms", "area_unit", "ed_area", "es_area", "fac",
             "smoothness", "edv_disks_ml", "esv_disks_ml", "ef_disks", "edv_area_length_ml", "esv_area_length_ml",
             "ef_area_length", "ef", "length_unit", "length_ed", "length_es")

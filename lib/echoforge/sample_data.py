@@ -44,7 +44,7 @@ def build_sample_data(out: Path, real_dicom: str | os.PathLike[str] | None = Non
     write_phantom_dataset(out / "studies", "nifti", patients=3, seed=LAYOUT_SEEDS["studies"], labelled="ed-es",
                           labelled_patients=1, progress=progress)
     if real.exists():
-        video = read_dicom(real)
+        video = read_dicom(real).replace(view="4CH")  # an apical 4-chamber cine (see real/NOTICE); no view tag
         write_volume(video, out / "studies" / f"{REAL_A4C_STUDY}.nii.gz")
     _write_previews(out)
     report: dict[str, Any] = {"out": str(out), "real_cine": str(real) if real.exists() else None}
