@@ -69,6 +69,7 @@ def main() -> None:
         write_volume(clip, studies / "clip10.nii.gz")
         drawn = restrict_labels(clip, "ed-es")
         write_labels(drawn, tmp / "drawn.nii.gz")
+        annotated = {"annotated_frames": list(drawn.annotated)}
         for network in ("light", "paper"):
             app = copy_app(tmp / network)
             conf = {"network": network, "auto_train_every": "0", "adapt_steps": "24"}
@@ -82,8 +83,8 @@ def main() -> None:
                 row = {"network": network, "weights": Path(weights).name}
                 row["clip10_256_s"] = timed(lambda: infer("clip10"))
                 row["real_cine_120_s"] = timed(lambda: infer("real_a4c_sonosite"), repeats=2)
-                annotated = {"annotated_frames": list(drawn.annotated)}
-                row["rest_clip10_s"] = timed(lambda: infer("clip10", tmp / "drawn.nii.gz", {**annotated, "adapt": "off"}))
+                row["rest_clip10_s"] = timed(
+                    lambda: infer("clip10", tmp / "drawn.nii.gz", {**annotated, "adapt": "off"}))
                 row["rest_adapt_clip10_s"] = timed(
                     lambda: infer("clip10", tmp / "drawn.nii.gz", {**annotated, "adapt": "on"}), repeats=1)
                 started = time.perf_counter()
