@@ -35,6 +35,7 @@ class SegmentationCore:
         references: frame index → (frame H×W float in [0, 1], class map H×W int) at the network's
             input size; these frames stay in memory for the whole video.
         device: where to run.
+        amp: float16 autocast when running on CUDA.
 
     Example::
 
@@ -44,9 +45,10 @@ class SegmentationCore:
     """
 
     def __init__(self, model: EchoForgeNet, references: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", amp: bool = True):
         self.model = model
         self.device = torch.device(device)
+        self.amp = amp and self.device.type == "cuda"  # float16 autocast on CUDA only
         self.t = 0
         refs: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         with torch.no_grad():
@@ -65,12 +67,14 @@ class SegmentationCore:
         x = torch.as_tensor(frames, dtype=torch.float32, device=self.device)
         t, h, w = x.shape
         padded, pad = pad_to_stride(x[:, None])
-        enc = self.model.encode(padded)
-        logits = []
-        for i in range(t):
-            logits.append(self.model.step(self.t, enc.x16[i:i + 1], enc.f4[i:i + 1], enc.f8[i:i + 1], self.memory)[0])
-            self.t += 1
-        return unpad(torch.cat(logits), pad).softmax(dim=1)
+        with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
+            enc = self.model.encode(padded)
+            logits = []
+            for i in range(t):
+                logits.append(self.model.step(self.t, enc.x16[i:i + 1], enc.f4[i:i + 1], enc.f8[i:i + 1],
+                                              self.memory)[0])
+                self.t += 1
+        return unpad(torch.cat(logits), pad).float().softmax(dim=1)
 
     def step(self, frame: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Segment one ``H×W`` frame; returns ``C×H×W`` probabilities."""
