@@ -252,7 +252,7 @@ def test_13_dicom_dropped_into_the_studies_is_converted_and_a_ct_is_skipped(env,
     ct.save_as(tmp_path / "ct.dcm")
     shutil.copy(tmp_path / "ct.dcm", env["studies"] / "ct.dcm")
     shutil.copy(tmp_path / "scan.dcm", env["studies"] / "scan.dcm")
-    deadline = time.time() + 60
+    deadline = time.time() + 180
     while time.time() < deadline and "scan" not in _datastore(env)["objects"]:
         time.sleep(1)
     objects = _datastore(env)["objects"]
@@ -263,3 +263,39 @@ def test_13_dicom_dropped_into_the_studies_is_converted_and_a_ct_is_skipped(env,
     assert (env["studies"] / "originals" / "scan.dcm").exists() and (env["studies"] / "ct.dcm").exists()
     assert "not an ultrasound DICOM" in (env["app"] / "server.log").read_text()
     assert _infer(env, image="scan").status_code == 200  # the server keeps serving
+
+
+def test_14_monai_label_stock_slicer_client_runs_the_loop(env, tmp_path):
+    """MONAI Label's own client (the one its stock Slicer plugin ships) drives the app like the plugin does."""
+    from monailabel.client import MONAILabelClient
+
+    client = MONAILabelClient(env["url"], tmpdir=str(tmp_path), client_id="slicer")
+    info = client.info()
+    assert "config" not in info and info["models"]["echoforge"]["type"] == "segmentation"
+    # the plugin sends the first element of every list in a task's config, plus these two result options
+    params = {k: v[0] if isinstance(v, list) else v for k, v in info["models"]["echoforge"]["config"].items()}
+    params.update({"result_extension": ".nrrd", "result_dtype": "uint8"})
+    sample = client.next_sample("first", {})
+    assert sample["id"]
+    result_file, result = client.infer("echoforge", sample["id"], params)
+    assert result_file.endswith(".nrrd") and result["label_names"]["LV cavity"] == 1
+    labels = read_label_volume(result_file).labels
+    assert labels.shape == _reference(env, sample["id"]).frames.shape
+    # save as the plugin does: the whole labelmap, label_info, no frame list (0 = nobody drew there)
+    partial = np.zeros_like(labels)
+    ref = _reference(env, sample["id"])
+    partial[ref.ed] = ref.labels[ref.ed]
+    path = tmp_path / "slicer_label.nrrd"
+    write_labels_like(partial, env["studies"] / f"{sample['id']}.nii.gz", path)
+    saved = client.save_label(sample["id"], str(path), params={"label_info": [
+        {"name": name, "idx": idx} for name, idx in result["label_names"].items()]})
+    assert saved["image"] == sample["id"]
+    info_label = requests.get(f"{env['url']}/datastore/label/info?label={sample['id']}&tag=final", timeout=30).json()
+    assert info_label["annotated_frames"] == [ref.ed]
+    train_params = {k: v[0] if isinstance(v, list) else v for k, v in info["trainers"]["echoforge"]["config"].items()}
+    train_params["max_epochs"] = 1
+    client.train_start("echoforge", train_params)
+    deadline = time.time() + 300  # poll the last task (right after a start, "running?" may still say no)
+    while time.time() < deadline and client.train_status()["status"] in ("SUBMITTED", "RUNNING"):
+        time.sleep(2)
+    assert client.train_status()["status"] == "DONE"
