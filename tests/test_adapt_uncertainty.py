@@ -1,0 +1,62 @@
+"""Per-video adaptation, the domain-shift score, and the uncertainty used for active learning."""
+
+import numpy as np
+import pytest
+import torch
+
+from echoforge.engine.adapt import AdaptConfig, adapt_to_video, feature_stats, shift_score
+from echoforge.engine.clips import make_clip, restrict_labels
+from echoforge.engine.inference import Segmentation
+from echoforge.engine.uncertainty import frame_entropy, video_uncertainty
+from echoforge.errors import EmptyLabelError
+from echoforge.nets import build_model
+from echoforge.phantom import make_patient
+
+SIZE = (64, 64)
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    return build_model("tiny").eval()
+
+
+def test_adaptation_fine_tunes_a_copy_and_leaves_the_model_alone(net):
+    video = restrict_labels(make_patient(321).render("4CH", size=SIZE, n_frames=12), "ed-es")
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    adapted, info = adapt_to_video(net, video, AdaptConfig(steps=3))
+    assert adapted is not net and not adapted.training
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert any(not torch.equal(before[k], v) for k, v in adapted.state_dict().items())
+    assert info["steps"] == 3 and info["seconds"] > 0 and np.isfinite(info["loss_last"])
+    with pytest.raises(EmptyLabelError):
+        adapt_to_video(net, video.replace(labels=None, annotated=()))
+
+
+def test_shift_score_flags_a_video_unlike_the_training_data(net):
+    clips = [make_clip(make_patient(400 + i).render("4CH", size=SIZE, n_frames=8), SIZE, 6, "all", video_id=str(i))
+             for i in range(6)]
+    stats = feature_stats(net, clips)
+    assert len(stats["mean"]) == net.config.dim and len(stats["train_scores"]) == 6
+    familiar = make_patient(500).render("4CH", size=SIZE, n_frames=8)
+    odd = familiar.replace(frames=1.0 - familiar.frames, labels=None, annotated=())  # inverted grey levels
+    assert shift_score(net, odd, stats) > stats["threshold"] > 0
+    assert shift_score(net, familiar, stats) < shift_score(net, odd, stats)
+
+
+def _segmentation(probs: np.ndarray) -> Segmentation:
+    return Segmentation(probs.argmax(1).astype(np.uint8), probs.astype(np.float16), (), 0.1)
+
+
+def test_uncertainty_ranks_confident_below_unsure_and_suggests_ed_es():
+    t, h, w = 8, 32, 32
+    confident = np.zeros((t, 4, h, w), np.float32)
+    confident[:, 0] = 1.0
+    for i in range(t):  # an LV that shrinks then grows: ED at 0, ES at 4
+        r = 10 - min(i, 8 - i)
+        confident[i, 1, 16 - r // 2:16 + r // 2, 10:22], confident[i, 0, 16 - r // 2:16 + r // 2, 10:22] = 1.0, 0.0
+    unsure = 0.6 * confident + 0.4 / 4
+    a, b = video_uncertainty(_segmentation(confident)), video_uncertainty(_segmentation(unsure))
+    assert a["score"] < b["score"] and a["entropy"] < 0.01
+    assert {a["ed"], a["es"]} <= set(a["suggested_frames"]) and len(a["suggested_frames"]) == 3
+    assert frame_entropy(unsure.astype(np.float16)).shape == (t,)
