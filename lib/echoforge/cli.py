@@ -299,7 +299,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     conf: list[str] = []
     for key, value in args.conf or []:
         conf += ["--conf", key, value]
-    env = dict(os.environ, **serve_environment())
+    # the monailabel launcher runs `python` from PATH unless told which one: use this interpreter
+    env = dict(os.environ, MONAILABEL_PYEXE=sys.executable, **serve_environment())
     cmd = [launcher, "start_server", "--app", str(app), "--studies", str(studies), "--host", args.host,
            "--port", str(args.port), *conf]
     print(" ".join(cmd), flush=True)
@@ -308,9 +309,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def serve_environment() -> dict[str, str]:
-    """MONAI Label settings for an offline server: no experiment tracking, studies watched for new files."""
-    return {"MONAI_LABEL_TRACKING_ENABLED": "false", "MONAI_LABEL_DATASTORE_AUTO_RELOAD": "true",
-            "MONAI_LABEL_DATASTORE_FILE_EXT": '["*.nii.gz", "*.nii", "*.nrrd", "*.dcm", "*.avi", "*.mp4"]'}
+    """MONAI Label settings for an offline server: no experiment tracking (mlflow), studies watched for new files."""
+    return {"MONAI_LABEL_TRACKING_ENABLED": "false", "MONAI_LABEL_DATASTORE_AUTO_RELOAD": "true"}
 
 
 # --------------------------------------------------------------------------- parser
