@@ -7,9 +7,9 @@ Each sub-command is one function ``cmd_<name>(args) -> int``; bad input surfaces
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -293,16 +293,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise EchoForgeError("no MONAI Label app here (main.py missing)", app)
     if not studies.is_dir():
         raise EchoForgeError("studies folder not found", studies)
-    launcher = shutil.which("monailabel")
-    if launcher is None:
-        raise EchoForgeError("the monailabel command is not installed; run `make install` first")
+    if importlib.util.find_spec("monailabel") is None:
+        raise EchoForgeError("MONAI Label is not installed in this environment; run `make install` first")
     conf: list[str] = []
     for key, value in args.conf or []:
         conf += ["--conf", key, value]
-    # the monailabel launcher runs `python` from PATH unless told which one: use this interpreter
-    env = dict(os.environ, MONAILABEL_PYEXE=sys.executable, **serve_environment())
-    cmd = [launcher, "start_server", "--app", str(app), "--studies", str(studies), "--host", args.host,
-           "--port", str(args.port), *conf]
+    env = dict(os.environ, **serve_environment())
+    # what the `monailabel` launcher runs, with this interpreter rather than whatever `python` is on PATH
+    cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app), "--studies", str(studies),
+           "--host", args.host, "--port", str(args.port), *conf]
     print(" ".join(cmd), flush=True)
     os.execvpe(cmd[0], cmd, env)
     return 0  # not reached

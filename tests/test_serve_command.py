@@ -1,0 +1,46 @@
+"""`echoforge serve` (what `make serve` runs) starts a working MONAI Label server on the studies folder."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from echoforge.phantom_datasets import write_phantom_dataset
+from tests.server import copy_app, free_port
+
+
+def test_serve_command_starts_the_echoforge_server(tmp_path):
+    studies = tmp_path / "studies"
+    write_phantom_dataset(studies, "nifti", patients=1, seed=88, size=(64, 64), labelled="none", progress=False)
+    app = copy_app(tmp_path)
+    port = free_port()
+    env = {**os.environ, "PATH": f"/usr/bin{os.pathsep}/bin"}  # the venv is not on PATH: serve must cope
+    proc = subprocess.Popen([sys.executable, "-m", "echoforge.cli", "serve", "--studies", str(studies), "--app", str(app),
+                             "--port", str(port), "--conf", "network", "tiny"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        info = None
+        deadline = time.time() + 180
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                info = requests.get(f"http://127.0.0.1:{port}/info/", timeout=5).json()
+                break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        assert info is not None, "the server did not answer"
+        assert info["name"] == "EchoForge" and info["datastore"]["total"] == 2
+        assert info["echoforge"]["network"] == "tiny"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_serve_command_explains_what_is_missing(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "echoforge.cli", "serve", "--studies", str(tmp_path / "nowhere")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "studies folder not found" in done.stderr
+    assert Path(tmp_path).exists()
