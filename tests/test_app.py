@@ -299,3 +299,27 @@ def test_14_monai_label_stock_slicer_client_runs_the_loop(env, tmp_path):
     while time.time() < deadline and client.train_status()["status"] in ("SUBMITTED", "RUNNING"):
         time.sleep(2)
     assert client.train_status()["status"] == "DONE"
+
+
+def test_15_uploaded_avi_is_converted_and_never_given_a_fake_calibration(env, tmp_path):
+    from echoforge.io.avi import write_avi
+
+    video = make_patient(4343).render("4CH", size=SIZE, n_frames=8)
+    write_avi(video, tmp_path / "upload.avi")
+    r = requests.put(f"{env['url']}/datastore/image?image=uploaded", files={"file": ("upload.avi", open(
+        tmp_path / "upload.avi", "rb"))}, timeout=60)
+    assert r.status_code == 200 and r.json()["image"] == "uploaded"
+    info = _datastore(env)["objects"]["uploaded"]["image"]["info"]
+    assert info["spacing_mm"] is None and info["frames"] == 8 and info["converted_from"] == "upload.avi"
+    result = _infer(env, image="uploaded", output="json").json()
+    m = result["measurements"]
+    assert m["edv_disks_ml"] is None and m["esv_disks_ml"] is None and "no pixel spacing" in m["reason"]
+    r = requests.put(f"{env['url']}/datastore/image?image=calibrated", data={"params": json.dumps(
+        {"spacing_mm": [0.5, 0.5]})}, files={"file": ("upload.avi", open(tmp_path / "upload.avi", "rb"))}, timeout=60)
+    assert r.status_code == 200
+    assert _datastore(env)["objects"]["calibrated"]["image"]["info"]["spacing_mm"] == [0.5, 0.5]
+    (tmp_path / "junk.dcm").write_bytes(b"not a dicom")
+    before = _datastore(env)
+    r = requests.put(f"{env['url']}/datastore/image?image=junk", files={"file": ("junk.dcm", open(
+        tmp_path / "junk.dcm", "rb"))}, timeout=60)
+    assert r.status_code == 400 and _datastore(env)["objects"].keys() == before["objects"].keys()

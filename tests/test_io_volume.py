@@ -144,3 +144,14 @@ def test_labels_written_on_the_reference_geometry(small_video, tmp_path, out_ext
     if ref_kind == "itk" and out_ext == ".nii.gz":  # same axis order and affine as the reference file
         assert nib.load(out).shape == nib.load(ref).shape
         np.testing.assert_allclose(nib.load(out).affine, nib.load(ref).affine)
+
+
+def test_a_video_without_calibration_stays_uncalibrated(small_video, tmp_path):
+    from echoforge.io.volume import read_label_volume, write_labels_like
+
+    video = small_video.replace(spacing=None)
+    for ext in (".nii.gz", ".nrrd"):
+        write_volume(video, tmp_path / f"v{ext}")
+        assert read_volume(tmp_path / f"v{ext}").spacing is None  # the header's nominal 1 mm is not reported
+        write_labels_like(video.labels, tmp_path / f"v{ext}", tmp_path / f"l{ext}")
+        assert read_label_volume(tmp_path / f"l{ext}").spacing is None

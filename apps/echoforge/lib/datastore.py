@@ -5,6 +5,8 @@
   frame time kept in the header); the original moves to ``originals/`` and the conversion is
   recorded in the image info (source, spacing, frame time, crop box). A file that is not an echo
   video (a CT, a text file) stays where it is and is skipped with a logged reason, once.
+* **Upload** (``PUT /datastore/image``): the same conversion for an uploaded DICOM/AVI; an uploaded
+  volume is read and rewritten as ``.nii.gz``; an unreadable file is refused with a 4xx.
 * **Save label**: the label must have the video's shape and values 0-3, else the save is refused
   with a 4xx and nothing changes. Which frames were annotated is recorded in the label info —
   ``annotated_frames`` from the request, or, for labels from MONAI Label's stock Slicer plugin
@@ -18,6 +20,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -26,9 +29,9 @@ from monailabel.datastore.local import LocalDatastore
 
 from echoforge.errors import DatasetLayoutError, EchoForgeError, UnknownFrameError
 from echoforge.io import load_video
-from echoforge.io.atomic import write_json_atomic
+from echoforge.io.atomic import compound_suffix, write_json_atomic
 from echoforge.io.volume import read_label_volume, read_volume, write_volume
-from echoforge.video import validate_labels
+from echoforge.video import EchoVideo, validate_labels
 
 from lib.http import http_errors
 
@@ -38,6 +41,13 @@ IMAGE_PATTERNS = ("*.nii.gz", "*.nii", "*.nrrd")
 INGEST_PATTERNS = ("*.dcm", "*.dicom", "*.avi", "*.mp4")
 ORIGINALS = "originals"
 SKIPPED_LOG = ".echoforge_skipped.json"
+
+
+def conversion_info(video: EchoVideo, source: str) -> dict[str, Any]:
+    """What the image info records about a converted video."""
+    return {"converted_from": source, "spacing_mm": list(video.spacing) if video.spacing else None,
+            "frame_time_ms": video.frame_time_ms, "frames": video.n_frames, "crop_box": video.meta.get("crop_box"),
+            "original_size": video.meta.get("original_size")}
 
 
 def parse_frames(value: Any) -> list[int] | None:
@@ -91,19 +101,14 @@ class EchoDatastore(LocalDatastore):
                     skipped[key] = err.problem
                     continue
                 image_id = path.name.split(".")[0]
-                target = self._studies / f"{image_id}.nii.gz"
-                if target.exists():
+                if (self._studies / f"{image_id}.nii.gz").exists():
                     image_id = f"{image_id}_{path.suffix.lstrip('.')}"
-                    target = self._studies / f"{image_id}.nii.gz"
-                write_volume(video, target)
+                write_volume(video, self._studies / f"{image_id}.nii.gz")
                 originals = self._studies / ORIGINALS
                 originals.mkdir(exist_ok=True)
                 shutil.move(str(path), originals / path.name)
-                converted[image_id] = {"converted_from": f"{ORIGINALS}/{path.name}", "spacing_mm": video.spacing,
-                                       "frame_time_ms": video.frame_time_ms, "frames": video.n_frames,
-                                       "crop_box": video.meta.get("crop_box"),
-                                       "original_size": video.meta.get("original_size")}
-                logger.info(f"Converted {path.name} → {target.name} ({video.n_frames} frames)")
+                converted[image_id] = conversion_info(video, f"{ORIGINALS}/{path.name}")
+                logger.info(f"Converted {path.name} → {image_id}.nii.gz ({video.n_frames} frames)")
             if skipped:
                 write_json_atomic(self._studies / SKIPPED_LOG, skipped)
         return converted
@@ -114,6 +119,25 @@ class EchoDatastore(LocalDatastore):
             return json.loads(path.read_text()) if path.exists() else {}
         except ValueError:
             return {}
+
+    def add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any]) -> str:
+        """An uploaded video: DICOM/AVI converted as on ingest, volumes checked; 4xx for anything else.
+
+        ``spacing_mm`` in the upload's params overrides the file's calibration: a (row, col) pair in mm,
+        or ``null`` for a video whose pixel size is unknown (its header's nominal spacing is not trusted).
+        """
+        info = dict(image_info or {})
+        with http_errors():
+            video = load_video(image_filename)
+            if "spacing_mm" in info:
+                given = info["spacing_mm"]
+                video = video.replace(spacing=tuple(float(v) for v in given) if given else None)
+        with tempfile.TemporaryDirectory() as tmp:
+            converted = Path(tmp) / f"{image_id or 'upload'}.nii.gz"
+            write_volume(video, converted)
+            # the upload arrives under a temporary name: only its format is worth recording
+            info.update(conversion_info(video, f"upload{compound_suffix(image_filename)}"))
+            return super().add_image(image_id, str(converted), info)
 
     # ------------------------------------------------------------------ labels
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]) -> str:

@@ -135,6 +135,8 @@ def _squeeze_to_3d(data: np.ndarray, path: Path, allow_rgb: bool) -> np.ndarray:
 # ----------------------------------------------------------------------------- header fields
 def _encode_fields(video: EchoVideo, annotated: bool) -> dict[str, str]:
     fields = {"view": video.view}
+    if video.spacing is None:  # the header holds a nominal 1 mm; say that it is not a calibration
+        fields["calibrated"] = "no"
     if video.frame_time_ms:
         fields["frame_time_ms"] = f"{video.frame_time_ms:.6g}"
     if video.ed is not None:
@@ -147,7 +149,7 @@ def _encode_fields(video: EchoVideo, annotated: bool) -> dict[str, str]:
 
 
 def _decode_fields(fields: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"calibrated": fields.get("calibrated", "yes").strip().lower() != "no"}
     if "frame_time_ms" in fields:
         out["frame_time_ms"] = float(fields["frame_time_ms"])
     if "view" in fields:
@@ -179,11 +181,11 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     return data, {"directions": directions, "fields": fields, "frame_axis": None, "affine": affine}
 
 
-def _write_nifti(path: Path, array_hwt: np.ndarray, spacing: tuple[float, float] | None,
-                 fields: dict[str, str]) -> None:
+def _save_nifti(path: Path, array: np.ndarray, affine: np.ndarray, fields: dict[str, str]) -> None:
+    """Write a NIfTI atomically with ``fields`` in its 80-byte ``descrip`` (long lists go in an extension)."""
     import nibabel as nib
 
-    img = nib.Nifti1Image(array_hwt, ras_affine(spacing))
+    img = nib.Nifti1Image(array, affine)
     img.header.set_xyzt_units("mm", "msec")
     descrip = "echoforge:" + ";".join(f"{k}={v}" for k, v in fields.items())
     if len(descrip) > 79:  # the field holds 80 bytes; annotated frames then go in the extension
@@ -191,8 +193,8 @@ def _write_nifti(path: Path, array_hwt: np.ndarray, spacing: tuple[float, float]
         ext = nib.nifti1.Nifti1Extension("comment", ("echoforge:annotated_frames=" + fields["annotated_frames"]).encode())
         img.header.extensions.append(ext)
     img.header["descrip"] = descrip[:79].encode("latin-1")
-    img.set_qform(img.affine, code=1)
-    img.set_sform(img.affine, code=1)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
     with atomic_path(path) as tmp:
         nib.save(img, str(tmp))
 
@@ -255,22 +257,20 @@ def _read_nrrd(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     return data, meta
 
 
-def _write_nrrd(path: Path, array_hwt: np.ndarray, spacing: tuple[float, float] | None,
-                fields: dict[str, str]) -> None:
+def _save_nrrd(path: Path, array: np.ndarray, affine: np.ndarray, fields: dict[str, str]) -> None:
+    """Write a 3-D NRRD atomically (LPS space, gzip) with ``fields`` as ``echoforge_*`` key/values."""
     import nrrd
 
-    ras = ras_affine(spacing)[:3, :3]
-    lps = _LPS_TO_RAS @ ras  # the inverse of a diagonal ±1 matrix is itself
     header = {
         "space": "left-posterior-superior",
-        "space directions": lps.T,  # one row per axis
-        "space origin": np.zeros(3),
+        "space directions": (_LPS_TO_RAS @ affine[:3, :3]).T,  # one row per axis
+        "space origin": _LPS_TO_RAS @ affine[:3, 3],
         "kinds": ["domain", "domain", "domain"],
         "encoding": "gzip",
+        **{f"{_FIELD}{k}": v for k, v in fields.items()},
     }
-    header.update({f"{_FIELD}{k}": v for k, v in fields.items()})
     with atomic_path(path) as tmp:
-        nrrd.write(str(tmp), np.ascontiguousarray(array_hwt), header, index_order="F",
+        nrrd.write(str(tmp), np.ascontiguousarray(array), header, index_order="F",
                    custom_field_map={f"{_FIELD}{k}": "string" for k in fields})
 
 
@@ -330,7 +330,7 @@ def read_volume(path: str | os.PathLike[str], labels_path: str | os.PathLike[str
     except InvalidVideoError as err:
         raise InvalidVideoError(err.problem, path) from None
     info = _decode_fields(fields)
-    video = EchoVideo(frames, spacing=spacing, frame_time_ms=info.get("frame_time_ms"),
+    video = EchoVideo(frames, spacing=spacing if info["calibrated"] else None, frame_time_ms=info.get("frame_time_ms"),
                       view=info.get("view", "unknown"), ed=info.get("ed"), es=info.get("es"),
                       source=str(path), meta={"format": "nifti" if compound_suffix(path) in NIFTI_EXTS else "nrrd"})
     if labels_path is not None:
@@ -352,7 +352,7 @@ def read_label_volume(path: str | os.PathLike[str]) -> LabelVolume:
     """Read a label volume (values are checked when attached to a video, see :func:`attach_labels`)."""
     raw, spacing, fields, _ = _read_array(Path(path))
     info = _decode_fields(fields)
-    return LabelVolume(raw, spacing, info.get("frame_time_ms"), info.get("annotated"))
+    return LabelVolume(raw, spacing if info["calibrated"] else None, info.get("frame_time_ms"), info.get("annotated"))
 
 
 def attach_labels(video: EchoVideo, labels_path: str | os.PathLike[str],
@@ -396,37 +396,22 @@ def write_labels_like(labels: np.ndarray, reference: str | os.PathLike[str], pat
     MONAI Label client) overlays it exactly on the image it loaded, whatever wrote that image.
     """
     reference, path = Path(reference), Path(path)
-    raw, spacing, _, layout = _read_array(reference)
+    raw, spacing, ref_fields, layout = _read_array(reference)
     labels = np.asarray(labels, dtype=np.uint8)
     if labels.shape != raw.shape:
         raise LabelShapeError(f"label shape {labels.shape} differs from the video's {raw.shape} (T×H×W)", path)
     fields = {"annotated_frames": ",".join(str(a) for a in annotated)} if annotated else {}
+    if not _decode_fields(ref_fields)["calibrated"]:
+        fields["calibrated"] = "no"
     if layout.affine is None:  # sequences and unusual files: our own upright geometry
         _write(path, np.transpose(labels, (1, 2, 0)), spacing, fields)
         return path
     array = layout.to_file(labels)
     ext = compound_suffix(path)
     if ext in NIFTI_EXTS:
-        import nibabel as nib
-
-        img = nib.Nifti1Image(array, layout.affine)
-        img.set_qform(layout.affine, code=1)
-        img.set_sform(layout.affine, code=1)
-        img.header.set_xyzt_units("mm")
-        if fields:
-            img.header["descrip"] = ("echoforge:annotated_frames=" + fields["annotated_frames"])[:79].encode()
-        with atomic_path(path) as tmp:
-            nib.save(img, str(tmp))
+        _save_nifti(path, array, layout.affine, fields)
     elif ext in (".nrrd", ".seg.nrrd"):
-        import nrrd
-
-        lps = _LPS_TO_RAS @ layout.affine[:3, :3]
-        header = {"space": "left-posterior-superior", "space directions": lps.T,
-                  "space origin": _LPS_TO_RAS @ layout.affine[:3, 3], "kinds": ["domain"] * 3, "encoding": "gzip",
-                  **{f"{_FIELD}{k}": v for k, v in fields.items()}}
-        with atomic_path(path) as tmp:
-            nrrd.write(str(tmp), array, header, index_order="F",
-                       custom_field_map={f"{_FIELD}{k}": "string" for k in fields})
+        _save_nrrd(path, array, layout.affine, fields)
     else:
         raise UnsupportedFormatError(f"cannot write {ext!r}: use .nii.gz, .nii or .nrrd", path)
     return path
@@ -435,8 +420,8 @@ def write_labels_like(labels: np.ndarray, reference: str | os.PathLike[str], pat
 def _write(path: Path, array_hwt: np.ndarray, spacing: tuple[float, float] | None, fields: dict[str, str]) -> None:
     ext = compound_suffix(path)
     if ext in NIFTI_EXTS:
-        _write_nifti(path, array_hwt, spacing, fields)
+        _save_nifti(path, array_hwt, ras_affine(spacing), fields)
     elif ext in (".nrrd", ".seq.nrrd"):
-        _write_nrrd(path, array_hwt, spacing, fields)
+        _save_nrrd(path, array_hwt, ras_affine(spacing), fields)
     else:
         raise UnsupportedFormatError(f"cannot write {ext!r}: use .nii.gz, .nii or .nrrd", path)
