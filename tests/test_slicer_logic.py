@@ -1,0 +1,327 @@
+"""The Slicer module's numpy-only logic layer (``EchoForgeLib``) on its own, checked against the ``echoforge`` library.
+
+Measurements must give the library's numbers on the same labels (its algorithm, re-written without
+scipy/OpenCV/scikit-image); files must be read and written the way the library (and so the
+server) reads and writes them; the report, the multipart coding and the annotation bookkeeping
+are checked directly.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import sys
+from pathlib import Path
+
+import cv2
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+from skimage.measure import find_contours
+
+from echoforge.io import volume as library_volume
+from echoforge.metrics import clinical
+from echoforge.metrics.agreement import agreement as library_agreement
+from echoforge.phantom import make_patient
+from echoforge.report import lv_volume_curve as library_volume_curve
+from echoforge.report import measurements as library_report_measurements
+from echoforge.video import EchoVideo
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "slicer_extension" / "EchoForge"))
+
+from EchoForgeLib import measurements as M  # noqa: E402 (the module folder is put on the path just above)
+from EchoForgeLib.annotations import FrameAnnotations  # noqa: E402
+from EchoForgeLib.client import EchoForgeClient, _answer_error  # noqa: E402
+from EchoForgeLib.errors import (  # noqa: E402
+    AnnotationError,
+    EchoForgeClientError,
+    ServerFailedError,
+    ServerRejectedError,
+    VolumeFormatError,
+)
+from EchoForgeLib.geometry import frame_layout, frames_from_slicer_array  # noqa: E402
+from EchoForgeLib.multipart import decode_multipart, encode_multipart  # noqa: E402
+from EchoForgeLib.nrrd import read_nrrd  # noqa: E402
+from EchoForgeLib.png import encode_png  # noqa: E402
+from EchoForgeLib.report import agreement, study_report, video_report  # noqa: E402
+from EchoForgeLib.volume import (  # noqa: E402
+    parse_volume,
+    read_volume,
+    volume_from_frames,
+    write_label_volume,
+    write_volume,
+)
+
+SEEDS = (0, 3, 7, 11)
+
+
+def assert_same(ours, theirs, where="result"):
+    """Equal structures; floats within 1e-9 relative, NaN equal to NaN, None only to None."""
+    if isinstance(theirs, dict):
+        assert set(ours) == set(theirs), (where, set(ours) ^ set(theirs))
+        for key in theirs:
+            assert_same(ours[key], theirs[key], f"{where}.{key}")
+    elif isinstance(theirs, (list, tuple, np.ndarray)):
+        assert len(ours) == len(theirs), where
+        for k, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+            assert_same(a, b, f"{where}[{k}]")
+    elif isinstance(theirs, (float, np.floating)) and not isinstance(ours, str):
+        assert ours is not None, where
+        if math.isnan(theirs):
+            assert math.isnan(ours), where
+        else:
+            assert ours == pytest.approx(theirs, rel=1e-9, abs=1e-12), where
+    else:
+        assert ours == theirs, (where, ours, theirs)
+
+
+@pytest.fixture(scope="module")
+def phantoms():
+    return {(seed, view): make_patient(seed).render(view, size=(128, 128)) for seed in SEEDS for view in ("2CH", "4CH")}
+
+
+# ---------------------------------------------------------------------- measurements = the library's
+def test_measurements_equal_the_library_on_phantom_labels(phantoms):
+    for (seed, view), video in phantoms.items():
+        for spacing in (video.spacing, (video.spacing[0], video.spacing[1] * 1.37)):
+            assert_same(M.measure_labels(video.labels, spacing, video.frame_time_ms),
+                        clinical.measure_labels(video.labels, spacing, video.frame_time_ms), f"{seed}{view}")
+        given = {"ed": 2, "es": video.n_frames - 3}
+        assert_same(M.measure_labels(video.labels, video.spacing, **given),
+                    clinical.measure_labels(video.labels, video.spacing, **given))
+
+
+def test_report_measurements_equal_the_library_with_and_without_spacing(phantoms):
+    for (seed, view), video in list(phantoms.items())[:4]:
+        for spacing in (video.spacing, None):
+            reference = EchoVideo(video.frames, spacing=spacing, frame_time_ms=video.frame_time_ms).with_labels(
+                video.labels, range(video.n_frames))
+            ours = M.clip_measurements(video.labels, spacing, video.frame_time_ms)
+            assert_same(ours, library_report_measurements(reference), f"{seed}{view}")
+
+
+def test_no_spacing_gives_ef_from_pixels_and_no_volume_exactly_as_the_library(phantoms):
+    video = phantoms[(3, "4CH")]
+    ours, theirs = M.measure_labels(video.labels, None), clinical.measure_labels(video.labels, None)
+    assert ours["available"] is False and ours["reason"] == theirs["reason"] == M.NO_SPACING_REASON
+    assert ours["edv_disks_ml"] is None and ours["esv_disks_ml"] is None and ours["area_unit"] == "px²"
+    assert ours["ef"] == pytest.approx(theirs["ef"], rel=1e-12) and 0 < ours["ef"] < 100
+
+
+def test_biplane_equals_the_library(phantoms):
+    for seed in SEEDS[:2]:
+        two, four = phantoms[(seed, "2CH")], phantoms[(seed, "4CH")]
+        for spacings in ((two.spacing, four.spacing), (None, None), (two.spacing, None)):
+            assert_same(M.measure_biplane(two.labels, spacings[0], four.labels, spacings[1]),
+                        clinical.measure_biplane(two.labels, spacings[0], four.labels, spacings[1]))
+
+
+def test_noisy_segmentations_and_the_straight_segment_method_equal_the_library():
+    rng = np.random.default_rng(5)
+    for seed in (21, 22, 23):
+        labels = make_patient(seed).render("4CH", size=(96, 112), n_frames=6).labels.copy()
+        if seed % 2:
+            labels[labels == 3] = 0  # no atrium: the mitral plane comes from the outline
+        noise = rng.random(labels.shape) > 0.97
+        labels[noise] = rng.integers(0, 4, int(noise.sum()))
+        for spacing in ((0.31, 0.44), None):
+            assert_same(M.measure_labels(labels, spacing, ed=0, es=5), clinical.measure_labels(labels, spacing,
+                                                                                            ed=0, es=5))
+            curve = M.lv_volume_curve(labels, spacing)
+            assert curve == (library_volume_curve(labels, spacing) if spacing else [None] * 6)
+
+
+def test_numpy_ports_match_scipy_opencv_and_scikit_image():
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        mask = ndimage.binary_opening(rng.random((36, 40)) > 0.35, iterations=int(rng.integers(1, 3)))
+        mask |= rng.random(mask.shape) > 0.95
+        components, n = ndimage.label(mask)
+        largest = components == 1 + int(np.argmax(np.bincount(components.ravel())[1:])) if n > 1 else mask
+        np.testing.assert_array_equal(M._clean_cavity(mask), ndimage.binary_fill_holes(largest))
+        padded = np.pad(mask, 1).astype(np.float64)
+        theirs = find_contours(padded, 0.5)
+        ours = M._assemble_contours(M._contour_segments(padded))
+        assert len(ours) == len(theirs)
+        for a, b in zip(ours, theirs, strict=True):
+            np.testing.assert_array_equal(a, b)
+        cavity = M._clean_cavity(mask)
+        if cavity.sum() >= 10:
+            ring = M._outline(cavity) * rng.uniform(0.2, 2.0)
+            tolerance = float(rng.uniform(0.2, 3.0))
+            np.testing.assert_array_equal(
+                M._douglas_peucker_closed(ring, tolerance),
+                cv2.approxPolyDP(ring.astype(np.float32).reshape(-1, 1, 2), tolerance, True).reshape(-1, 2))
+        h, w, nh, nw = (int(v) for v in rng.integers(5, 90, 4))
+        image = (rng.random((h, w)) > 0.5).astype(np.uint8)
+        np.testing.assert_array_equal(
+            image[np.ix_(M._nearest_exact_index(h, nh), M._nearest_exact_index(w, nw))],
+            cv2.resize(image, (nw, nh), interpolation=cv2.INTER_NEAREST_EXACT))
+    curve = rng.random(17) * 10
+    np.testing.assert_allclose(M.gaussian_smooth(curve, 1.0), ndimage.gaussian_filter1d(curve, 1.0, mode="nearest"),
+                               rtol=1e-12)
+
+
+def test_an_unmeasurable_clip_is_reported_not_raised():
+    labels = np.zeros((5, 32, 32), np.uint8)
+    m = M.clip_measurements(labels, (0.5, 0.5))
+    assert m["available"] is False and "no LV cavity" in m["reason"] and m["ef"] is None
+    with pytest.raises(M.MeasurementError, match="outside 0-3|values in"):
+        M.measure_labels(labels + 5, None)
+
+
+# ---------------------------------------------------------------------- files and geometry
+@pytest.mark.parametrize("extension", [".nii.gz", ".nii", ".nrrd"])
+def test_volumes_read_and_write_like_the_library(tmp_path, extension):
+    video = make_patient(5).render("4CH", size=(40, 52), n_frames=6).replace(spacing=(0.5, 0.4))
+    path = tmp_path / f"video{extension}"
+    library_volume.write_volume(video, path)
+    ours, theirs = read_volume(path), library_volume.read_volume(path)
+    np.testing.assert_array_equal(ours.frames, theirs.frames_uint8())
+    assert ours.spacing == theirs.spacing and ours.frame_time_ms == pytest.approx(theirs.frame_time_ms)
+    for label_extension in (".nii.gz", ".nrrd"):
+        label_path = tmp_path / f"labels{label_extension}"
+        write_label_volume(video.labels, ours, label_path, annotated_frames=[0, 3])
+        written = library_volume.read_label_volume(label_path)  # what the server reads
+        np.testing.assert_array_equal(written.labels, video.labels)
+        assert written.annotated == (0, 3)
+        library_volume.write_labels_like(video.labels, path, label_path, annotated=(1, 2))  # what the server writes
+        back = read_volume(label_path)
+        np.testing.assert_array_equal(back.frames, video.labels)
+        assert back.annotated_frames == (1, 2)
+
+
+def test_a_file_with_columns_along_its_first_axis_reads_upright_and_is_written_back_alike(tmp_path):
+    labels = make_patient(2).render("2CH", size=(30, 44), n_frames=4).labels
+    affine = np.diag([-0.4, -0.5, 1.0, 1.0])  # SimpleITK (CAMUS): axis 0 = columns, LPS identity
+    image = nib.Nifti1Image(np.transpose(labels, (2, 1, 0)), affine)
+    image.set_sform(affine, 1)
+    image.header.set_xyzt_units("mm")
+    nib.save(image, tmp_path / "camus.nii.gz")
+    ours = read_volume(tmp_path / "camus.nii.gz")
+    theirs = library_volume.read_label_volume(tmp_path / "camus.nii.gz")
+    np.testing.assert_array_equal(ours.frames, theirs.labels)
+    assert ours.spacing == theirs.spacing == (0.5, 0.4)
+    write_label_volume(labels, ours, tmp_path / "back.nii.gz")
+    back = nib.load(tmp_path / "back.nii.gz")
+    np.testing.assert_array_equal(np.asarray(back.dataobj), np.transpose(labels, (2, 1, 0)))
+    np.testing.assert_allclose(back.affine, affine)
+    np.testing.assert_allclose(back.header.get_qform(), affine, atol=1e-6)
+
+
+def test_slicer_arrays_convert_with_the_orientation_rule():
+    frames = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)  # T×H×W
+    cases = {  # IJK→RAS: (file array from T×H×W frames)
+        "echoforge (rows along i)": (np.array([[0, -0.4, 0], [-0.5, 0, 0], [0, 0, 1.0]]),
+                                     lambda f: np.transpose(f, (1, 2, 0))),
+        "itk (columns along i)": (np.diag([-0.4, -0.5, 1.0]), lambda f: np.transpose(f, (2, 1, 0))),
+        "rows running anterior": (np.array([[0, -0.4, 0], [0.5, 0, 0], [0, 0, 1.0]]),
+                                  lambda f: np.transpose(f[:, ::-1], (1, 2, 0))),
+        "columns running right": (np.array([[0, 0.4, 0], [-0.5, 0, 0], [0, 0, 1.0]]),
+                                  lambda f: np.transpose(f[:, :, ::-1], (1, 2, 0))),
+    }
+    for name, (directions, to_file) in cases.items():
+        ijk = to_file(frames)
+        kji = np.transpose(ijk, (2, 1, 0))  # what slicer.util.arrayFromVolume returns
+        thw, layout = frames_from_slicer_array(kji, directions)
+        np.testing.assert_array_equal(thw, frames, err_msg=name)
+        assert layout.spacing == (0.5, 0.4), name
+        np.testing.assert_array_equal(layout.to_slicer_array(thw), kji, err_msg=name)
+    with pytest.raises(ValueError, match="do not fit"):
+        frame_layout((3, 4, 2), np.eye(4)).from_frames(np.zeros((2, 3, 4)))
+
+
+def test_uncalibrated_volumes_and_bad_files(tmp_path):
+    frames = np.random.default_rng(0).integers(0, 255, (4, 16, 20), dtype=np.uint8)
+    write_volume(volume_from_frames(frames, None), tmp_path / "raw.nii.gz")
+    back = read_volume(tmp_path / "raw.nii.gz")
+    assert back.spacing is None and np.array_equal(back.frames, frames)
+    np.testing.assert_array_equal(library_volume.read_volume(tmp_path / "raw.nii.gz").frames_uint8(), frames)
+    for raw, words in ((b"", "empty"), (b"\x1f\x8b not gzip", "gzip"), (b"x" * 400, "not a NIfTI"),
+                       (b"NRRD0004\ntype: uchar\n", "no end"),
+                       (b"NRRD0004\ntype: uchar\ndimension: 1\nsizes: 10\nencoding: raw\n\n12", "truncated")):
+        with pytest.raises(VolumeFormatError, match=words):
+            parse_volume(raw, "upload")
+    ascii_nrrd = b"NRRD0004\ntype: short\ndimension: 3\nsizes: 2 1 1\nencoding: ascii\n\n-3 7\n"
+    assert read_nrrd(ascii_nrrd).data.ravel().tolist() == [-3, 7]
+
+
+# ---------------------------------------------------------------------- report
+def test_report_files_are_valid_png_and_strict_json(tmp_path):
+    video = make_patient(4).render("4CH", size=(64, 64))
+    report = video_report("patient0004_4CH", video.frames_uint8(), video.labels, video.spacing,
+                          video.frame_time_ms, out_dir=str(tmp_path), annotated_frames=[0, 8])
+    written = json.loads(Path(report["report_json"]).read_text())  # strict: NaN written as null
+    assert written["measurements"]["ef"] == pytest.approx(report["measurements"]["ef"])
+    montage, curve = Image.open(report["montage_png"]), Image.open(report["curve_png"])
+    assert montage.mode == curve.mode == "RGB" and curve.size == (960, 520) and montage.size[1] > 240
+    no_spacing = video_report("uncalibrated", video.frames_uint8(), video.labels, None, out_dir=str(tmp_path))
+    assert no_spacing["measurements"]["edv_disks_ml"] is None and Path(no_spacing["curve_png"]).exists()
+    one = study_report([report], str(tmp_path), {"patient0004_4CH": 60.0})
+    assert "ef_agreement" not in one  # a Bland-Altman needs at least two videos with a reference
+    two = study_report([report, {**report, "source": "second"}], str(tmp_path),
+                       {"patient0004_4CH": 60.0, "second": 50.0})
+    assert two["ef_agreement"]["n"] == 2 and Image.open(two["bland_altman_png"]).size == (760, 640)
+
+
+def test_agreement_equals_the_library_and_png_round_trips():
+    rng = np.random.default_rng(2)
+    values, reference = rng.normal(55, 8, 9), rng.normal(55, 8, 9)
+    values[3] = np.nan
+    assert_same(agreement(list(values), list(reference)), library_agreement(values, reference))
+    image = rng.integers(0, 255, (7, 9, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(encode_png(image)))), image)
+    grey = image[..., 0]
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(encode_png(grey)))), grey)
+
+
+# ---------------------------------------------------------------------- client pieces and bookkeeping
+def test_multipart_round_trip_with_binary_content():
+    content = b"\r\n--\x00\xff binary \r\n\r\n" * 50
+    body, content_type = encode_multipart({"params": json.dumps({"a": [1, 2]})},
+                                          {"label": ("x.nii.gz", content, "application/octet-stream")})
+    parts = decode_multipart(body, content_type)
+    assert json.loads(parts["params"].content) == {"a": [1, 2]}
+    assert parts["label"].content == content and parts["label"].filename == "x.nii.gz"
+    with pytest.raises(ValueError, match="not a multipart"):
+        decode_multipart(body, "application/json")
+
+
+def test_server_answers_become_plain_errors():
+    refused = _answer_error(422, json.dumps({"detail": "label values outside 0-3"}), "saving the annotation")
+    assert isinstance(refused, ServerRejectedError) and refused.status == 422
+    assert str(refused) == "The server refused saving the annotation: label values outside 0-3 (HTTP 422)."
+    busy = _answer_error(429, json.dumps({"detail": "Training Task is Already Running"}), "starting training")
+    assert "already running on the server" in str(busy)
+    broken = _answer_error(500, "Internal Server Error", "segmenting video 'a'")
+    assert isinstance(broken, ServerFailedError) and "failed while segmenting" in str(broken)
+    assert EchoForgeClient("127.0.0.1:8000/").server_url == "http://127.0.0.1:8000"
+    with pytest.raises(EchoForgeClientError, match="No server address"):
+        EchoForgeClient("  ")
+
+
+def test_annotation_bookkeeping():
+    notes = FrameAnnotations(5, (4, 6))
+    with pytest.raises(AnnotationError, match="No frame is annotated yet"):
+        notes.submission()
+    labels = np.zeros((5, 4, 6), np.uint8)
+    labels[1, 1:3, 1:4] = 1
+    labels[3, 0, 0] = 2
+    assert notes.update(labels) == [1, 3] and notes.frames_by_segment() == {1: [1], 2: [3]}
+    result = labels.copy()
+    result[[0, 2, 4]] = 1  # the server's answer: every frame segmented, drawn frames unchanged
+    assert notes.update(result, baseline=result) == [] and notes.annotated_frames == [1, 3]
+    corrected = result.copy()
+    corrected[4, 0, :] = 3
+    assert notes.update(corrected, baseline=result) == [4] and notes.unknown_values() == set()
+    corrected[3] = 0  # erased completely: no longer annotated
+    assert notes.update(corrected, baseline=result) == [3]
+    volume, frames = notes.submission()
+    assert frames == [1, 4] and volume[0].max() == 0 and np.array_equal(volume[4], corrected[4])
+    notes.set_frame(2, np.full((4, 6), 7, np.uint8))
+    assert notes.unknown_values() == {7}
+    with pytest.raises(AnnotationError, match="outside the video"):
+        notes.set_frame(5, np.zeros((4, 6)))
