@@ -242,11 +242,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- segment / export
 def cmd_segment(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from echoforge.engine.checkpoint import load_model
     from echoforge.engine.inference import segment_video
     from echoforge.engine.train import resolve_device
     from echoforge.io import load_video
-    from echoforge.io.volume import write_labels
+    from echoforge.io.volume import is_volume_path, write_labels, write_labels_like
     from echoforge.report import video_report
     from echoforge.weights import default_checkpoint
 
@@ -258,10 +260,13 @@ def cmd_segment(args: argparse.Namespace) -> int:
             raise EchoForgeError("--annotated needs --labels (the frames you drew)", args.input)
         video = video.with_labels(video.labels, [int(a) for a in args.annotated.split(",")])
     seg = segment_video(model, video, use_annotations=True, chunk=args.chunk, device=device)
-    result = video.with_labels(seg.labels, range(video.n_frames))
-    write_labels(result, args.out)
-    report = video_report(result, seg, report_path=args.report, montage_path=args.montage or
-                          str(Path(args.out).with_suffix("").with_suffix("")) + "_overlay.png")
+    segmented = tuple(int(t) for t in np.flatnonzero(seg.labels.reshape(video.n_frames, -1).any(axis=1)))
+    if is_volume_path(args.input):  # keep the input's own geometry (axis order, orientation)
+        write_labels_like(seg.labels, args.input, args.out, annotated=segmented)
+    else:
+        write_labels(video, args.out, labels=seg.labels, annotated=segmented)
+    montage = args.montage or str(Path(args.out).with_suffix("").with_suffix("")) + "_overlay.png"
+    report = video_report(video, seg.labels, seg, report_path=args.report, montage_path=montage)
     print(f"wrote {args.out}: {video.n_frames} frames in {seg.seconds:.2f} s "
           f"({video.n_frames / seg.seconds:.1f} frames/s)")
     m = report["measurements"]

@@ -33,35 +33,39 @@ def lv_volume_curve(labels: np.ndarray, spacing: tuple[float, float] | None) -> 
     return curve
 
 
-def measurements(video: EchoVideo) -> dict[str, Any]:
-    """ED/ES, area and volume curves, EDV/ESV/EF of a video whose ``labels`` cover every frame."""
+def measurements(labels: np.ndarray, spacing: tuple[float, float] | None,
+                 frame_time_ms: float | None = None) -> dict[str, Any]:
+    """ED/ES, area and volume curves, EDV/ESV/EF of ``labels`` (T×H×W, every frame segmented).
+
+    Never raises on a poor segmentation: when ED/ES cannot be measured (no LV on them) the result
+    says so in ``reason`` and still carries the area curve.
+    """
     from echoforge.metrics.clinical import lv_area_curve, measure_labels
 
-    if video.labels is None:
-        raise EchoForgeError("the video has no labels to measure", video.source or None)
     try:
-        m = measure_labels(video.labels, video.spacing, video.frame_time_ms)
-    except EchoForgeError as err:  # e.g. no LV on the detected ED/ES frame: report why, keep the area curve
-        areas = lv_area_curve(video.labels, video.spacing)
+        m = measure_labels(labels, spacing, frame_time_ms)
+    except EchoForgeError as err:
+        areas = lv_area_curve(labels, spacing)
         return {"available": False, "reason": err.problem, "ed": None, "es": None, "ef": None,
-                "area_unit": "mm²" if video.spacing else "px²", "areas": [round(float(a), 3) for a in areas],
-                "volumes_ml": [None] * video.n_frames}
+                "area_unit": "mm²" if spacing else "px²", "areas": [round(float(a), 3) for a in areas],
+                "volumes_ml": [None] * labels.shape[0]}
     keys = ("available", "reason", "ed", "es", "ed_time_ms", "es_time_ms", "area_unit", "ed_area", "es_area", "fac",
             "smoothness", "edv_disks_ml", "esv_disks_ml", "ef_disks", "edv_area_length_ml", "esv_area_length_ml",
             "ef_area_length", "ef", "length_unit", "length_ed", "length_es")
     out = {k: m.get(k) for k in keys}
     out["areas"] = [round(float(a), 3) for a in m["areas"]]
-    out["volumes_ml"] = lv_volume_curve(video.labels, video.spacing)
-    if video.spacing is None:
+    out["volumes_ml"] = lv_volume_curve(labels, spacing)
+    if spacing is None:
         out["ef_note"] = "no pixel spacing: EF from pixel areas (scale-free), volumes unavailable"
     return out
 
 
-def video_report(video: EchoVideo, segmentation: Any | None = None, report_path: str | os.PathLike[str] | None = None,
+def video_report(video: EchoVideo, labels: np.ndarray, segmentation: Any | None = None,
+                 report_path: str | os.PathLike[str] | None = None,
                  montage_path: str | os.PathLike[str] | None = None,
                  curve_path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """Measure ``video`` (labels on every frame) and write the report JSON and PNGs that are asked for."""
-    m = measurements(video)
+    """Measure ``labels`` of ``video`` and write the report JSON and PNGs that are asked for."""
+    m = measurements(labels, video.spacing, video.frame_time_ms)
     report: dict[str, Any] = {"source": video.source, "frames": video.n_frames, "size": list(video.shape),
                               "spacing_mm": list(video.spacing) if video.spacing else None,
                               "frame_time_ms": video.frame_time_ms, "view": video.view, "measurements": m}
@@ -70,7 +74,7 @@ def video_report(video: EchoVideo, segmentation: Any | None = None, report_path:
         report["seconds"] = round(segmentation.seconds, 3)
         report["frame_confidence"] = [round(float(c), 4) for c in segmentation.confidence]
     if montage_path:
-        report["montage_png"] = str(write_ed_es_montage(video, m.get("ed"), m.get("es"), montage_path))
+        report["montage_png"] = str(write_ed_es_montage(video.frames, labels, m.get("ed"), m.get("es"), montage_path))
     if report_path:
         base = Path(report_path).with_suffix("")
         curve = Path(curve_path) if curve_path else base.parent / f"{base.name}_volume_curve.png"
@@ -79,14 +83,16 @@ def video_report(video: EchoVideo, segmentation: Any | None = None, report_path:
     return report
 
 
-def write_ed_es_montage(video: EchoVideo, ed: int | None, es: int | None, path: str | os.PathLike[str]) -> Path:
+def write_ed_es_montage(frames: np.ndarray, labels: np.ndarray | None, ed: int | None, es: int | None,
+                        path: str | os.PathLike[str]) -> Path:
     """ED and ES (plus a few frames between) with label contours, as one PNG."""
     from echoforge.viz import montage, overlay, save_png
 
-    picks = sorted({int(i) for i in np.linspace(0, video.n_frames - 1, 4).round()} | {f for f in (ed, es) if f is not None})
+    n = frames.shape[0]
+    picks = sorted({int(i) for i in np.linspace(0, n - 1, 4).round()} | {f for f in (ed, es) if f is not None})
     tiles, titles = [], []
     for t in picks:
-        tiles.append(overlay(video.frames[t], None if video.labels is None else video.labels[t]))
+        tiles.append(overlay(frames[t], None if labels is None else labels[t]))
         tag = " ED" if t == ed else " ES" if t == es else ""
         titles.append(f"frame {t}{tag}")
     return save_png(path, montage(tiles, ncols=min(len(tiles), 3), titles=titles))

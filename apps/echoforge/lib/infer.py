@@ -79,7 +79,6 @@ class EchoForgeInfer(InferTask):
                 info["adapted"] = True
         chunk = int(request.get("chunk", self.settings.chunk)) or None
         seg = segment_video(model, video, use_annotations=True, chunk=chunk, device=self.store.device)
-        result = video.with_labels(seg.labels, range(video.n_frames))
         extension = request.get("result_extension") or compound_suffix(image)
         fd, out = tempfile.mkstemp(suffix=extension if extension in (".nrrd", ".nii.gz", ".nii") else ".nrrd")
         os.close(fd)
@@ -87,7 +86,7 @@ class EchoForgeInfer(InferTask):
         params = {"label_names": LABELS, "annotated_frames": list(seg.annotated), "frames": video.n_frames,
                   "seconds": round(seg.seconds, 3), "fps": round(video.n_frames / max(seg.seconds, 1e-6), 2),
                   "frame_confidence": [round(float(c), 4) for c in seg.confidence],
-                  "measurements": measurements(result), **info}
+                  "measurements": measurements(seg.labels, video.spacing, video.frame_time_ms), **info}
         logger.info(f"EchoForge infer: {video.n_frames} frames in {seg.seconds:.2f} s, "
                     f"annotated {list(seg.annotated)}, adapted {info['adapted']}")
         return out, params

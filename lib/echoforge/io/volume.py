@@ -378,14 +378,25 @@ def write_volume(video: EchoVideo, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def write_labels(video: EchoVideo, path: str | os.PathLike[str]) -> Path:
-    """Write the labels as an H×W×T uint8 label volume with the annotated frames in its header."""
-    if video.labels is None:
-        raise InvalidVideoError("the video has no labels to write", video.source or None)
-    path = Path(path)
-    array = np.transpose(video.labels, (1, 2, 0)).astype(np.uint8)
-    _write(path, array, video.spacing, _encode_fields(video, annotated=True))
-    return path
+def write_labels(video: EchoVideo, path: str | os.PathLike[str], labels: np.ndarray | None = None,
+                 annotated: tuple[int, ...] | None = None) -> Path:
+    """Write labels as an H×W×T uint8 label volume on ``video``'s geometry, annotated frames in the header.
+
+    By default the video's own labels; ``labels`` (T×H×W) writes another array — a prediction, which
+    may have empty frames — with ``annotated`` as its frame list.
+    """
+    if labels is None:
+        if video.labels is None:
+            raise InvalidVideoError("the video has no labels to write", video.source or None)
+        labels, annotated = video.labels, video.annotated
+    labels = np.asarray(labels, dtype=np.uint8)
+    if labels.shape != video.frames.shape:
+        raise LabelShapeError(f"label shape {labels.shape} differs from the video's {video.frames.shape}", path)
+    fields = _encode_fields(video, annotated=False)
+    if annotated:
+        fields["annotated_frames"] = ",".join(str(a) for a in annotated)
+    _write(Path(path), np.transpose(labels, (1, 2, 0)), video.spacing, fields)
+    return Path(path)
 
 
 def write_labels_like(labels: np.ndarray, reference: str | os.PathLike[str], path: str | os.PathLike[str],
