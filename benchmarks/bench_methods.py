@@ -49,6 +49,10 @@ METHODS: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
     "unet": ({"config": "unet"}, {"use_cpr": False, "clip_frames": 2}, "2-D U-Net (MONAI), ED/ES labels"),
     "deeplabv3": ({"config": "deeplabv3"}, {"use_cpr": False, "clip_frames": 2},
                   "DeepLabV3-ResNet50 (EchoNet-Dynamic), ED/ES labels"),
+    # a frame-wise U-Net step is much cheaper than a clip step: also give it 5× the epochs, so that a gap
+    # cannot come from under-training alone
+    "unet_5x": ({"config": "unet"}, {"use_cpr": False, "clip_frames": 2, "epochs_scale": 5},
+                "2-D U-Net, ED/ES labels, 5× the epochs"),
 }
 
 
@@ -66,8 +70,9 @@ def phantom_items(split: str, patients: int) -> list[tuple[str, Any, Any]]:
 
 def train_method(name: str, epochs: int, train_items: list, val_items: list, lr: float) -> Path:
     net_spec, train_over, _ = METHODS[name]
-    spec = dict(net_spec)
+    spec, train_over = dict(net_spec), dict(train_over)
     net = get_config(spec.pop("config"), **spec)
+    epochs *= train_over.pop("epochs_scale", 1)
     cfg = TrainConfig(epochs=epochs, batch_size=2, lr=lr, seed=0, progress=True, **train_over)
     run = RUNS / name
     last = run / "checkpoints" / "last.pt"
@@ -151,11 +156,12 @@ def main() -> None:
     parser.add_argument("--test-patients", type=int, default=12)
     parser.add_argument("--no-speed", action="store_true", help="train and evaluate only (time later, on a quiet machine)")
     parser.add_argument("--speed-only", action="store_true", help="only (re)measure speed; reuse stored results")
+    parser.add_argument("--name", default="methods", help="name of the run folder and result files")
     args = parser.parse_args()
     global RUNS
     if args.quick:
-        args.epochs, args.train_patients, args.test_patients = 2, 3, 2
-        RUNS = HERE / "runs" / "methods-quick"
+        args.epochs, args.train_patients, args.test_patients, args.name = 2, 3, 2, "methods-quick"
+    RUNS = HERE / "runs" / args.name
     torch.manual_seed(0)
     names = args.only or list(METHODS)
     if not args.speed_only:
@@ -187,12 +193,12 @@ def main() -> None:
         if "fps_112" in by["echoforge"]:
             targets["light_fps_112"] = round(by["echoforge"]["fps_112"], 1)
             targets["met"]["fps_112_at_least_30"] = targets["light_fps_112"] >= 30.0
-    columns = [("method", "method"), ("all_dice_LV", "LV"), ("all_dice_myocardium", "myo"), ("all_dice_LA", "LA"),
+    columns = [("method", "method"), ("epochs", "epochs"), ("all_dice_LV", "LV"), ("all_dice_myocardium", "myo"), ("all_dice_LA", "LA"),
                ("all_dice_mean", "all-frame mean"), ("ed_es_dice_mean", "ED/ES mean"), ("all_hd95", "HD95 mm"),
                ("ef_r", "EF r"), ("ef_bias", "EF bias"), ("params_m", "params M"), ("gflops_112", "GFLOPs 112²"),
                ("gflops_256", "GFLOPs 256²"), ("fps_112", "fps 112²"), ("fps_256", "fps 256²"),
                ("peak_rss_mb", "peak MB"), ("train_minutes", "train min")]
-    md = ["# EchoForge vs ablations and baselines (phantom, CPU)", "",
+    md = [f"# EchoForge vs ablations and baselines (phantom, CPU): {args.name}", "",
           f"Train: {args.train_patients} phantom patients × 2 views (seed {SEEDS['train']}), ED/ES labels only "
           f"(oracle: all frames). Test: {args.test_patients} patients from seed {SEEDS['test']}, never seen in "
           f"training. 112×112, {args.epochs} epochs, Adam lr {args.lr}, poly decay, batch 2. Dice in %, all "
@@ -204,7 +210,7 @@ def main() -> None:
     if targets:
         md += ["", "Targets: " + json.dumps(targets)]
     print("\n".join(md))
-    write_results("methods-quick" if args.quick else "methods",
+    write_results(args.name,
                   {"rows": rows, "targets": targets, "epochs": args.epochs, "lr": args.lr,
                    "train_patients": args.train_patients, "test_patients": args.test_patients,
                    "seeds": SEEDS, "size": SIZE}, "\n".join(md))
