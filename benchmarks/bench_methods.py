@@ -53,6 +53,7 @@ METHODS: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
     # cannot come from under-training alone
     "unet_5x": ({"config": "unet"}, {"use_cpr": False, "clip_frames": 2, "epochs_scale": 5},
                 "2-D U-Net, ED/ES labels, 5× the epochs"),
+    "echoforge_5x": ({"config": "light"}, {"epochs_scale": 5}, "EchoForge, ED/ES labels, 5× the epochs"),
 }
 
 
@@ -95,7 +96,7 @@ from echoforge.nets import get_config, build_model
 from echoforge.engine.inference import SegmentationCore
 from echoforge.nets.echoforge_net import EchoForgeNet
 from torch.utils.flop_counter import FlopCounterMode
-spec = {json.dumps(METHODS[name][0])}
+spec = {METHODS[name][0]!r}
 cfg = get_config(spec.pop("config"), **spec)
 out = {{}}
 for size in (112, 256):
@@ -185,9 +186,13 @@ def main() -> None:
     by = {r["method"]: r for r in rows}
     targets: dict[str, Any] = {}
     if {"echoforge", "unet", "oracle"} <= set(by):
-        ef, unet, oracle = (by[k]["all_dice_mean"] for k in ("echoforge", "unet", "oracle"))
-        targets = {"dice_gain_over_unet": round(ef - unet, 2), "target_gain_over_unet": 2.0,
-                   "dice_gap_to_oracle": round(oracle - ef, 2), "target_gap_to_oracle": 1.5}
+        # compare like with like: the best EchoForge and the best U-Net over the epoch budgets that were run
+        ef = max(by[k]["all_dice_mean"] for k in ("echoforge", "echoforge_5x") if k in by)
+        unet = max(by[k]["all_dice_mean"] for k in ("unet", "unet_5x") if k in by)
+        oracle = by["oracle"]["all_dice_mean"]
+        targets = {"echoforge_best": ef, "unet_best": unet, "dice_gain_over_unet": round(ef - unet, 2),
+                   "target_gain_over_unet": 2.0, "dice_gap_to_oracle": round(oracle - by["echoforge"]["all_dice_mean"], 2),
+                   "target_gap_to_oracle": 1.5}
         targets["met"] = {"gain_over_unet": targets["dice_gain_over_unet"] >= 2.0,
                           "gap_to_oracle": targets["dice_gap_to_oracle"] <= 1.5}
         if "fps_112" in by["echoforge"]:
