@@ -83,10 +83,14 @@ class SegmentationCore:
 
 @dataclass
 class Segmentation:
-    """The result of :func:`segment_video`: CAMUS labels for every frame at the video's size."""
+    """The result of :func:`segment_video`: CAMUS labels for every frame at the video's size.
 
-    labels: np.ndarray  # T×H×W uint8
-    probabilities: np.ndarray  # T×C×H×W float16 (network classes)
+    ``probabilities`` stay at the network's (letterboxed) input resolution: they serve confidence and
+    uncertainty scores, and full-size copies of every class for long cines would cost hundreds of MB.
+    """
+
+    labels: np.ndarray  # T×H×W uint8, the video's size
+    probabilities: np.ndarray  # T×C×h×w float16, network classes at the input size
     annotated: tuple[int, ...]
     seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
@@ -95,6 +99,21 @@ class Segmentation:
     def confidence(self) -> np.ndarray:
         """Per-frame mean max-probability (a simple certainty score per frame)."""
         return self.probabilities.astype(np.float32).max(axis=1).mean(axis=(1, 2))
+
+
+def class_argmax(probs: torch.Tensor) -> torch.Tensor:
+    """``N×C×H×W`` → ``N×H×W`` uint8 index of the largest class (ties → the lower index).
+
+    A running comparison over the few classes: on the CPU, ``argmax(dim=1)`` over a small channel
+    axis of large frames is an order of magnitude slower.
+    """
+    best = probs[:, 0]
+    index = torch.zeros(best.shape, dtype=torch.uint8)
+    for c in range(1, probs.shape[1]):
+        better = probs[:, c] > best
+        best = torch.where(better, probs[:, c], best)
+        index[better] = c
+    return index
 
 
 def classes_to_labels(classes: np.ndarray, mode: str) -> np.ndarray:
@@ -124,15 +143,19 @@ def segment_video(model: torch.nn.Module, video: EchoVideo, use_annotations: boo
     for t in annotated:
         references[t] = (frames[t], to_classes(box.forward(video.labels[t], nearest=True), config.mode))
     step = video.n_frames if not chunk else chunk
-    if isinstance(model, EchoForgeNet):
-        core = SegmentationCore(model, references, device)
-        probs = torch.cat([core.run(frames[i:i + step]) for i in range(0, video.n_frames, step)])
-    else:  # frame-by-frame baselines: no memory, annotations only kept as drawn
-        with torch.no_grad():
-            probs = torch.cat([model(torch.as_tensor(frames[i:i + step], device=device)[None])["logits"][0].softmax(1)
-                               for i in range(0, video.n_frames, step)])
-    probs = box.backward(probs.cpu())
-    labels = classes_to_labels(probs.argmax(dim=1).numpy(), config.mode)
+    core = SegmentationCore(model, references, device) if isinstance(model, EchoForgeNet) else None
+    labels = np.empty(video.frames.shape, dtype=np.uint8)
+    kept = []
+    for i in range(0, video.n_frames, step):
+        if core is not None:
+            probs = core.run(frames[i:i + step])
+        else:  # frame-by-frame baselines: no memory; drawn frames are only kept as drawn
+            with torch.no_grad():
+                probs = model(torch.as_tensor(frames[i:i + step], device=device)[None])["logits"][0].softmax(1)
+        probs = probs.cpu()
+        # labels at the video's size from interpolated probabilities, one chunk at a time (bounded memory)
+        labels[i:i + step] = classes_to_labels(class_argmax(box.backward(probs)).numpy(), config.mode)
+        kept.append(probs.numpy().astype(np.float16))
     for t in annotated:  # the clinician's frames, exactly as drawn
         labels[t] = video.labels[t]
-    return Segmentation(labels, probs.numpy().astype(np.float16), annotated, time.perf_counter() - started)
+    return Segmentation(labels, np.concatenate(kept), annotated, time.perf_counter() - started)
