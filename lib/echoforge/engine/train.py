@@ -22,7 +22,6 @@ stop with a clear :class:`~echoforge.errors.TrainingError` when a loss becomes N
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -54,6 +53,7 @@ from echoforge.engine.losses import LabelledLoss, anchor_map_loss, masked_cross_
 from echoforge.errors import TrainingError
 from echoforge.io.atomic import write_json_atomic
 from echoforge.nets import NetConfig, build_model
+from echoforge.nets.config import settings_from_dict, settings_to_dict
 from echoforge.nets.echoforge_net import downsample_labels, pad_to_stride
 from echoforge.semi.cpr import ChannelCrossAttention, PseudoLabelBank, reforge
 from echoforge.semi.schedule import FlameRise
@@ -97,17 +97,11 @@ class TrainConfig:
                                     tau0=self.tau0, tau1=self.tau1)
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["reference_probs"] = list(self.reference_probs)
-        return d
+        return settings_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in d.items() if k in known}
-        if "reference_probs" in values:
-            values["reference_probs"] = tuple(values["reference_probs"])
-        return cls(**values)
+        return settings_from_dict(cls, d)
 
 
 def resolve_device(name: str) -> torch.device:

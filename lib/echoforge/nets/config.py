@@ -53,17 +53,22 @@ class NetConfig:
         return MODES[self.mode]
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["input_size"] = list(self.input_size)
-        return d
+        return settings_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NetConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in d.items() if k in known}
-        if "input_size" in values:
-            values["input_size"] = tuple(values["input_size"])
-        return cls(**values)
+        return settings_from_dict(cls, d)
+
+
+def settings_to_dict(settings: Any) -> dict[str, Any]:
+    """A settings dataclass as JSON/checkpoint-friendly values (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(settings).items()}
+
+
+def settings_from_dict(cls: type, d: dict[str, Any]) -> Any:
+    """The inverse of :func:`settings_to_dict`; keys the dataclass does not know (older files) are ignored."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    return cls(**{k: tuple(v) if isinstance(fields[k].default, tuple) else v for k, v in d.items() if k in fields})
 
 
 CONFIGS: dict[str, NetConfig] = {
