@@ -30,7 +30,7 @@ from monailabel.datastore.local import LocalDatastore
 from echoforge.errors import DatasetLayoutError, EchoForgeError, UnknownFrameError
 from echoforge.io import load_video
 from echoforge.io.atomic import compound_suffix, write_json_atomic
-from echoforge.io.volume import read_label_volume, read_volume, write_volume
+from echoforge.io.volume import read_label_volume, write_volume
 from echoforge.video import EchoVideo, validate_labels
 
 from lib.http import http_errors
@@ -147,11 +147,11 @@ class EchoDatastore(LocalDatastore):
             image_uri = self.get_image_uri(image_id)
             if not image_uri:
                 raise DatasetLayoutError(f"unknown image id {image_id!r}")
-            video = read_volume(image_uri)
+            shape = read_label_volume(image_uri).labels.shape  # the video's T×H×W, without converting its frames
             volume = read_label_volume(label_filename)
             requested = parse_frames(label_info.get("annotated_frames"))
             chosen = requested if requested is not None else volume.annotated
-            _, annotated = validate_labels(volume.labels, video.frames.shape, chosen or (),
+            _, annotated = validate_labels(volume.labels, shape, chosen or (),
                                            os.path.basename(label_filename))
         label_info["annotated_frames"] = list(annotated)
         label_info["annotated_source"] = "request" if requested is not None else (
