@@ -155,7 +155,9 @@ class Letterbox:
 
 
 def collate(clips: list[Clip], mode: str) -> dict[str, object]:
-    """Stack clips into tensors: ``frames`` B×T×H×W float, ``labels`` B×T×H×W long, ``labelled`` B×T bool."""
+    """Stack clips into tensors: ``frames`` B×T×H×W float, ``labels`` B×T×H×W long, ``labelled`` B×T bool;
+    ``reference`` B×T×H×W long (full labels) when every clip has them — for diagnostics only, never a
+    training target."""
     batch: dict[str, object] = {
         "frames": torch.from_numpy(np.stack([c.frames for c in clips])).float() / 255.0,
         "labels": torch.from_numpy(np.stack([to_classes(c.labels, mode) for c in clips])),
@@ -163,6 +165,8 @@ def collate(clips: list[Clip], mode: str) -> dict[str, object]:
         "video_id": [c.video_id for c in clips],
         "frame_index": [c.frame_index.tolist() for c in clips],
     }
+    if all(c.reference is not None for c in clips):
+        batch["reference"] = torch.from_numpy(np.stack([to_classes(c.reference, mode) for c in clips]))
     return batch
 
 
