@@ -311,7 +311,10 @@ def test_15_uploaded_avi_is_converted_and_never_given_a_fake_calibration(env, tm
     assert r.status_code == 200 and r.json()["image"] == "uploaded"
     info = _datastore(env)["objects"]["uploaded"]["image"]["info"]
     assert info["spacing_mm"] is None and info["frames"] == 8 and info["converted_from"] == "upload.avi"
-    result = _infer(env, image="uploaded", output="json").json()
+    drawn = tmp_path / "drawn.nii.gz"  # every frame drawn, so that the measurement does not hang on the model
+    write_labels_like(video.labels, env["studies"] / "uploaded.nii.gz", drawn)
+    result = _infer(env, image="uploaded", output="json", label=drawn,
+                    params={"annotated_frames": list(range(8))}).json()
     m = result["measurements"]
     assert m["edv_disks_ml"] is None and m["esv_disks_ml"] is None and "no pixel spacing" in m["reason"]
     r = requests.put(f"{env['url']}/datastore/image?image=calibrated", data={"params": json.dumps(

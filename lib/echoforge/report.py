@@ -42,16 +42,16 @@ def measurements(labels: np.ndarray, spacing: tuple[float, float] | None,
     """
     from echoforge.metrics.clinical import lv_area_curve, measure_labels
 
-    try:
-        m = measure_labels(labels, spacing, frame_time_ms)
-    except EchoForgeError as err:
-        areas = lv_area_curve(labels, spacing)
-        return {"available": False, "reason": err.problem, "ed": None, "es": None, "ef": None,
-                "area_unit": "mm²" if spacing else "px²", "areas": [round(float(a), 3) for a in areas],
-                "volumes_ml": [None] * labels.shape[0]}
     keys = ("available", "reason", "ed", "es", "ed_time_ms", "es_time_ms", "area_unit", "ed_area", "es_area", "fac",
             "smoothness", "edv_disks_ml", "esv_disks_ml", "ef_disks", "edv_area_length_ml", "esv_area_length_ml",
             "ef_area_length", "ef", "length_unit", "length_ed", "length_es")
+    try:
+        m = measure_labels(labels, spacing, frame_time_ms)
+    except EchoForgeError as err:  # the same keys, unavailable, with the reason
+        areas = lv_area_curve(labels, spacing)
+        return {**dict.fromkeys(keys), "available": False, "reason": err.problem,
+                "area_unit": "mm²" if spacing else "px²", "areas": [round(float(a), 3) for a in areas],
+                "volumes_ml": [None] * labels.shape[0]}
     out = {k: m.get(k) for k in keys}
     out["areas"] = [round(float(a), 3) for a in m["areas"]]
     out["volumes_ml"] = lv_volume_curve(labels, spacing)
