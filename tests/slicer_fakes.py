@@ -987,15 +987,19 @@ class QLayout(QObject):
     def addWidget(self, w: Any) -> None:
         pass
 
+
+class QBoxLayout(QLayout):
+    API = "QBoxLayout"
+
     def addStretch(self, stretch: int = 0) -> None:
         pass
 
 
-class QVBoxLayout(QLayout):
+class QVBoxLayout(QBoxLayout):
     API = "QVBoxLayout"
 
 
-class QHBoxLayout(QLayout):
+class QHBoxLayout(QBoxLayout):
     API = "QHBoxLayout"
 
 

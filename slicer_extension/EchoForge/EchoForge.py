@@ -744,7 +744,8 @@ def source_representation_modified_event() -> int:
     """
     if hasattr(slicer.vtkSegmentation, "SourceRepresentationModified"):
         return slicer.vtkSegmentation.SourceRepresentationModified
-    return slicer.vtkSegmentation.MasterRepresentationModified
+    else:  # Slicer before 5.4
+        return slicer.vtkSegmentation.MasterRepresentationModified
 
 
 # ---------------------------------------------------------------------------------------------- report pictures
@@ -853,7 +854,7 @@ class ReportViews:
         return node
 
     def _chart(self, name: str, series: Sequence[Any]) -> slicer.vtkMRMLPlotChartNode:
-        chart = self._node("vtkMRMLPlotChartNode", name)
+        chart: slicer.vtkMRMLPlotChartNode = self._node("vtkMRMLPlotChartNode", name)
         chart.RemoveAllPlotSeriesNodeIDs()
         for item in series:
             chart.AddAndObservePlotSeriesNodeID(item.GetID())
@@ -861,7 +862,7 @@ class ReportViews:
 
     def _series(self, name: str, table: slicer.vtkMRMLTableNode, x: str, y: str, color: tuple[float, float, float],
                 line: bool, dashed: bool = False) -> slicer.vtkMRMLPlotSeriesNode:
-        series = self._node("vtkMRMLPlotSeriesNode", name)
+        series: slicer.vtkMRMLPlotSeriesNode = self._node("vtkMRMLPlotSeriesNode", name)
         series.SetAndObserveTableNodeID(table.GetID())
         series.SetXColumnName(x)
         series.SetYColumnName(y)
@@ -1257,8 +1258,8 @@ class EchoForgeLogic(ScriptedLoadableModuleLogic):
         node = self.getParameterNode()
         states, problems = decode_states(node.GetParameter(PARAMETER_VIDEOS))
         for n, state in enumerate(states):
-            browser = node.GetNthNodeReference(ROLE_BROWSER, n)
-            segmentation = node.GetNthNodeReference(ROLE_SEGMENTATION, n)
+            browser: Optional[slicer.vtkMRMLSequenceBrowserNode] = node.GetNthNodeReference(ROLE_BROWSER, n)
+            segmentation: Optional[slicer.vtkMRMLSequenceNode] = node.GetNthNodeReference(ROLE_SEGMENTATION, n)
             if browser is None or segmentation is None or browser.GetMasterSequenceNode() is None:
                 problems.append(f"video {state['image_id']!r} is no longer in the scene; it was left out.")
                 continue
@@ -1407,8 +1408,7 @@ def video_from_sequence(sequence: slicer.vtkMRMLSequenceNode, browser: slicer.vt
 def dicom_calibration(frame: slicer.vtkMRMLVolumeNode) -> Calibration:
     """The pixel size the DICOM file of a cine frame declares (its ultrasound regions), read with pydicom."""
     uids = (frame.GetAttribute("DICOM.instanceUIDs") or "").split()
-    database = getattr(slicer, "dicomDatabase", None)
-    path = database.fileForInstance(uids[0]) if uids and database is not None else ""
+    path = slicer.dicomDatabase.fileForInstance(uids[0]) if uids and getattr(slicer, "dicomDatabase", None) else ""
     if not path:
         return Calibration(None, "the cine did not come from the DICOM database, so nothing says how large a pixel is")
     import pydicom  # shipped with Slicer's DICOM module
