@@ -135,6 +135,9 @@ class vtkMRMLScene(vtkObject):
             raise ValueError(f"the stand-in scene cannot create {className}")
         return NODE_CLASSES[className]()
 
+    def IsNodeClassRegistered(self, className: str) -> bool:
+        return className in NODE_CLASSES
+
     def AddNode(self, node: vtkMRMLNode) -> vtkMRMLNode:
         class_name = node.API
         self._counts[class_name] = self._counts.get(class_name, 0) + 1
@@ -313,7 +316,7 @@ class vtkMRMLDisplayNode(vtkMRMLNode):
         return self._color_node if self._color_node is not None and self._color_node.GetScene() else None
 
     def SetAndObserveColorNodeID(self, colorNodeID: str) -> None:
-        self._color_node = self._scene.GetNodeByID(colorNodeID)
+        self._color_node = self._scene.GetNodeByID(colorNodeID)  # a node of another scene is not found
 
 
 class vtkMRMLColorTableNode(vtkMRMLNode):
@@ -556,6 +559,7 @@ class vtkMRMLSequenceNode(vtkMRMLNode):
         copy.CopyContent(node, True)
         position = self._position(indexValue)
         if position is not None:
+            self._sequence_scene.RemoveNode(self._items[position][1])  # the replaced node leaves the sequence
             self._items[position] = (indexValue, copy)
         else:
             self._items.append((indexValue, copy))
@@ -781,8 +785,9 @@ class vtkSlicerSegmentationsModuleLogic:
         if labelmapNode.GetDisplayNode() is None:
             labelmapNode.CreateDefaultDisplayNodes()
         display = labelmapNode.GetDisplayNode()
-        if display.GetColorNode() is None:  # as Slicer does: a new colour table for the export
-            display.SetAndObserveColorNodeID(self._scene.AddNewNodeByClass("vtkMRMLColorTableNode", "colors").GetID())
+        if display.GetColorNode() is None:  # as Slicer does: a colour table in the *segmentation's* scene
+            table = segmentationNode.GetScene().AddNewNodeByClass("vtkMRMLColorTableNode", "colors")
+            display.SetAndObserveColorNodeID(table.GetID())
         return True
 
     def ImportLabelmapToSegmentationNode(self, labelmapNode: vtkMRMLLabelMapVolumeNode,

@@ -1082,7 +1082,10 @@ class EchoForgeLogic(ScriptedLoadableModuleLogic):
         slicer.modules.sequences.showSequenceBrowser(self.cine.browser)
 
     def set_calibrated(self, calibrated: bool) -> None:
-        """Tick or untick "calibrated" for the current video (it is uploaded again with the new spacing)."""
+        """Tick or untick "calibrated" for the current video: the module measures with the new spacing.
+
+        (The server keeps the spacing it was given with the video; its own JSON measurements follow that.)
+        """
         session = self._require_session()
         if calibrated == (session.video.spacing is not None):
             return
@@ -1093,8 +1096,6 @@ class EchoForgeLogic(ScriptedLoadableModuleLogic):
                                    session.video.annotated_frames)
         else:
             session.video = session.video.without_spacing()
-        if self.client is not None:
-            self.client.upload_image(session.video, session.image_id)
         self.save_state()
 
     # ------------------------------------------------------------------ frames
@@ -1557,11 +1558,17 @@ def write_segmentation_frames(sequence: slicer.vtkMRMLSequenceNode, master: slic
 
 
 class FrameReader:
-    """Reads frames of a cine's segmentation sequence as ``H×W`` labels (one temporary labelmap for all of them)."""
+    """Reads frames of a cine's segmentation sequence as ``H×W`` labels.
+
+    Each frame is copied into one temporary segmentation in the scene and exported from there:
+    exporting a sequence's own data node would make Slicer put a colour table into the sequence's
+    internal scene (and look for a subject hierarchy there) on every read.
+    """
 
     def __init__(self, cine: Cine, value_of: Any):
         self.cine, self.value_of = cine, value_of
-        self._labelmap: Any = None
+        self._segmentation: Optional[slicer.vtkMRMLSegmentationNode] = None
+        self._labelmap: Optional[slicer.vtkMRMLLabelMapVolumeNode] = None
 
     def __enter__(self) -> FrameReader:
         return self
@@ -1572,12 +1579,17 @@ class FrameReader:
             if display is not None and display.GetColorNode() is not None:
                 slicer.mrmlScene.RemoveNode(display.GetColorNode())  # the export made it
             slicer.mrmlScene.RemoveNode(self._labelmap)
-            self._labelmap = None
+        if self._segmentation is not None:
+            slicer.mrmlScene.RemoveNode(self._segmentation)
+        self._segmentation = self._labelmap = None
 
     def frame(self, frame: int, video: Volume) -> np.ndarray:
         """Frame ``frame`` as ``H×W`` uint8 labels, upright like the video's frames (later segments win)."""
-        node = self.cine.segmentation_at(frame)
-        segmentation = node.GetSegmentation()
+        if self._segmentation is None:
+            self._segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", TEMPORARY_NODE_NAME)
+            self._labelmap = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", TEMPORARY_NODE_NAME)
+        self._segmentation.CopyContent(self.cine.segmentation_at(frame), True)
+        segmentation = self._segmentation.GetSegmentation()
         ids, values = vtk.vtkStringArray(), []
         for n in range(segmentation.GetNumberOfSegments()):
             segment_id = segmentation.GetNthSegmentID(n)
@@ -1586,10 +1598,9 @@ class FrameReader:
         layout = single_frame_layout(video)
         kji = layout.to_slicer_array(np.zeros((1, *video.frame_size), np.uint8))  # [1, j, i]
         if values:
-            if self._labelmap is None:
-                self._labelmap = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", TEMPORARY_NODE_NAME)
             if not slicer.modules.segmentations.logic().ExportSegmentsToLabelmapNode(
-                    node, ids, self._labelmap, self.cine.proxy_volume(), slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY):
+                    self._segmentation, ids, self._labelmap, self.cine.proxy_volume(),
+                    slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY):
                 raise AnnotationError(f"Slicer could not read the segments of frame {frame}.")
             exported = np.asarray(slicer.util.arrayFromVolume(self._labelmap))
             if exported.shape != kji.shape:
@@ -1795,6 +1806,29 @@ class EchoForgeTest(ScriptedLoadableModuleTest):
         self.assertEqual(logic.session.ed, 5)
         widget.frameSlider.value = 2
         self.assertEqual(logic.cine.browser.GetSelectedItemNumber(), 2)
+
+    def test_frame_shortcuts_do_not_clash_with_the_sequence_browser(self) -> None:
+        self.delayDisplay("Frame shortcuts: one owner for Ctrl+Shift+Left/Right")
+        widget = slicer.modules.echoforge.widgetRepresentation().self()
+        ours = [s.key().toString() for s in widget._shortcuts]
+        for key in FRAME_SHORTCUTS.values():
+            self.assertEqual(key in ours, not sequence_browser_steps_frames(), key)
+        for key in MARK_SHORTCUTS.values():
+            self.assertIn(key, ours)
+
+    def test_multivolume_frames_are_not_taken_as_colour(self) -> None:
+        if not slicer.mrmlScene.IsNodeClassRegistered("vtkMRMLMultiVolumeNode"):
+            self.delayDisplay("No MultiVolume support in this Slicer: skipped")
+            return
+        self.delayDisplay("A one-slice MultiVolume is a 2-D+t video, not a colour image")
+        video, _ = self._synthetic_video(n_frames=7)
+        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMultiVolumeNode", "echoforge_multivolume")
+        kji = video.layout.to_slicer_array(video.frames)  # [T, j, i]
+        slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(np.moveaxis(kji, 0, -1)[None]))  # [1, j, i, T]
+        node.SetIJKToRASMatrix(vtk_matrix(video.layout.ijk_to_ras))
+        back = video_from_volume_node(node)
+        self.assertEqual(back.n_frames, 7)
+        np.testing.assert_array_equal(back.frames, video.frames)
 
     def test_loop_against_a_server(self) -> None:
         url = os.environ.get("ECHOFORGE_SERVER_URL")
