@@ -6,10 +6,14 @@ tested — in plain Python too:
 * :mod:`.client` — :class:`EchoForgeClient`, the HTTP client for the EchoForge MONAI Label server;
 * :mod:`.volume`, :mod:`.geometry`, :mod:`.nifti`, :mod:`.nrrd` — videos and labels as T×H×W
   arrays, converted from and to files and Slicer arrays with the server's orientation rule;
+* :mod:`.cine` — a cine as Slicer holds it: frames of sequences, volumes and MultiVolumes, the
+  frame time from a sequence's index values, the pixel size from the DICOM attributes;
 * :mod:`.annotations`, :mod:`.session` — which frames were drawn, ED/ES marks, the loop per video;
+* :mod:`.state` — the module's state as JSON for its parameter node (survives module reload);
 * :mod:`.measurements` — LV areas, ED/ES, method-of-disks volumes and EF (the ``echoforge``
   library's algorithm);
-* :mod:`.report`, :mod:`.charts`, :mod:`.drawing`, :mod:`.font`, :mod:`.png` — the clinical report.
+* :mod:`.report` — the clinical report as data (JSON); its pictures are drawn by the module with
+  Slicer's plot and slice views.
 """
 
 from .annotations import FrameAnnotations
