@@ -193,6 +193,30 @@ def test_segment_the_rest_propagates_both_ways_and_names_the_next_frame():
     np.testing.assert_array_equal(both.labels[6], video.labels[6])
 
 
+def test_drawn_frames_that_cannot_be_right_are_refused_or_flagged():
+    from echoforge.engine.inference import check_drawn_frames
+
+    video = make_patient(9202).render("4CH", size=(64, 64), n_frames=12)
+    ed, es = video.ed, video.es
+    assert check_drawn_frames(video.with_labels(video.labels, annotated=[ed, es])) == []
+    only = check_drawn_frames(video.with_labels(video.labels, annotated=[ed]))
+    assert len(only) == 1 and "only frame" in only[0]
+    no_la = video.labels.copy()
+    no_la[es][no_la[es] == 3] = 0
+    assert any("left atrium" in w and str(es) in w for w in check_drawn_frames(
+        video.with_labels(no_la, annotated=[ed, es])))
+    moved = video.labels.copy()
+    moved[es] = np.roll(moved[es], 30, axis=1)  # drawn on the wrong place
+    assert any("disagree" in w for w in check_drawn_frames(video.with_labels(moved, annotated=[ed, es])))
+    empty = video.labels.copy()
+    empty[es][empty[es] == 1] = 0
+    net = build_model("tiny").eval()
+    with pytest.raises(EmptyLabelError, match=f"frames? {es} hold no LV"):
+        segment_video(net, video.with_labels(empty, annotated=[ed, es]))
+    seg = segment_video(net, video.with_labels(moved, annotated=[ed, es]))
+    assert any("disagree" in w for w in seg.extra["warnings"])
+
+
 def test_load_dataset_layouts(studies, tmp_path):
     items = load_dataset(studies, "nifti", "training")
     assert items and all(ref is not None for _, _, ref in items)

@@ -112,3 +112,17 @@ def test_training_log_reports_arc_and_cpr_activity(clips, tmp_path):
                 "cpr_change_wrong"):
         assert key in record and 0.0 <= record[key] <= 1.0, key
     assert (tmp_path / "run" / "metrics.jsonl").read_text().count('"cpr_change":') == 2
+
+
+def test_retraining_from_a_model_seeds_cprs_bank_with_its_own_segment_the_rest(clips):
+    net = build_model("tiny")
+    config = TrainConfig(epochs=1, batch_size=2, lr=1e-4, clip_frames=4, progress=False, burn_in=0.0, ramp_end=0.0,
+                         tau0=0.3, tau1=0.3)  # a random network is never more confident than that
+    trainer = Trainer(get_config("tiny"), config, run_dir=None, net=net)
+    unlabelled = sum(int((~c.labelled).sum()) for c in clips)
+    assert trainer.seed_bank(clips) == unlabelled and len(trainer.bank) == unlabelled
+    fresh = Trainer(get_config("tiny"), config, run_dir=None)
+    record = fresh.fit(clips)["history"][0]
+    seeded = Trainer(get_config("tiny"), config, run_dir=None, net=build_model("tiny")).fit(clips)["history"][0]
+    assert record["bank"] == seeded["bank"] == unlabelled
+    assert record["loss_unlabelled"] == 0 < seeded["loss_unlabelled"]  # seeded pseudo-labels teach from the first step

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from echoforge import labels as L
 from echoforge.engine.clips import Letterbox, to_classes
-from echoforge.errors import InvalidVideoError
+from echoforge.errors import EmptyLabelError, InvalidVideoError
 from echoforge.nets.echoforge_net import EchoForgeNet, EncodedFrames, Memory, pad_to_stride, unpad
 from echoforge.video import EchoVideo
 
@@ -159,6 +159,11 @@ def segment_video(model: torch.nn.Module, video: EchoVideo, use_annotations: boo
         bidirectional: with drawn frames, propagate forwards and backwards and fuse
             (:func:`fuse_directions`); ``extra`` then holds each frame's ``disagreement`` between the
             two directions and ``next_frame``, the frame where the propagation is least certain.
+
+    ``extra["warnings"]`` lists what looks wrong in the drawn frames (:func:`check_drawn_frames`).
+
+    Raises:
+        EmptyLabelError: a drawn frame holds no LV cavity.
     """
     import time
 
@@ -172,7 +177,7 @@ def segment_video(model: torch.nn.Module, video: EchoVideo, use_annotations: boo
     references = {t: (frames[t], to_classes(box.forward(video.labels[t], nearest=True), config.mode))
                   for t in annotated}
     step = video.n_frames if not chunk else chunk
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"warnings": check_drawn_frames(video) if annotated else []}
     if not isinstance(model, EchoForgeNet):  # frame-by-frame baselines: no memory; drawn frames kept as drawn
         with torch.no_grad():
             probs = torch.cat([model(torch.as_tensor(frames[i:i + step], device=device)[None])["logits"][0]
@@ -198,6 +203,42 @@ def segment_video(model: torch.nn.Module, video: EchoVideo, use_annotations: boo
     for t in annotated:  # the clinician's frames, exactly as drawn
         labels[t] = video.labels[t]
     return Segmentation(labels, probs.numpy().astype(np.float16), annotated, time.perf_counter() - started, extra)
+
+
+def check_drawn_frames(video: EchoVideo) -> list[str]:
+    """What to tell the clinician about the drawn frames before "segment the rest".
+
+    A drawn frame without an LV cavity is refused (:class:`EmptyLabelError`): the LV is what every
+    measurement needs, and an empty drawing would be propagated as "no heart". Warnings (the video is
+    still segmented): a single drawn frame; a structure drawn on some frames but not others (it is
+    not propagated from the frames that lack it); two drawn frames that disagree — consecutive drawn
+    frames whose LV outlines barely overlap (Dice < 0.3) or whose LV areas differ more than four-fold
+    (more than any heart beat), which usually means a frame drawn on the wrong structure or video.
+    """
+    drawn = sorted(video.annotated)
+    warnings: list[str] = []
+    lv = {t: video.labels[t] == L.LV for t in drawn}
+    empty = [t for t in drawn if not lv[t].any()]
+    if empty:
+        raise EmptyLabelError(f"drawn frame{'s' if len(empty) > 1 else ''} {', '.join(map(str, empty))} "
+                              "hold no LV cavity (label 1): draw the LV there, or leave the frame undrawn",
+                              video.source or None)
+    if len(drawn) == 1:
+        warnings.append(f"only frame {drawn[0]} is drawn: every other frame is propagated from it alone")
+    for label, name in ((L.MYOCARDIUM, "myocardium"), (L.LA, "left atrium")):
+        missing = [t for t in drawn if not (video.labels[t] == label).any()]
+        if missing and len(missing) < len(drawn):
+            warnings.append(f"the {name} is drawn on some frames but not on frame"
+                            f"{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))}: near "
+                            f"{'them' if len(missing) > 1 else 'it'} it comes out smaller or missing")
+    for a, b in zip(drawn, drawn[1:], strict=False):
+        overlap = 2.0 * float((lv[a] & lv[b]).sum()) / float(lv[a].sum() + lv[b].sum())
+        ratio = float(lv[a].sum()) / float(lv[b].sum())
+        if overlap < 0.3 or not 0.25 <= ratio <= 4.0:
+            warnings.append(f"drawn frames {a} and {b} disagree: their LV cavities overlap with a Dice of "
+                            f"{overlap:.2f} and their areas differ {max(ratio, 1 / ratio):.1f}-fold; check that "
+                            "both are drawn on the LV of this video")
+    return warnings
 
 
 def _distance_to_drawn(n_frames: int, drawn: tuple[int, ...], backward: bool) -> np.ndarray:

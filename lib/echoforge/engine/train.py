@@ -110,6 +110,7 @@ class TrainConfig:
     device: str = "auto"
     max_steps_per_epoch: int | None = None
     progress: bool = True
+    seed_bank: bool = True
 
     def flame_rise(self) -> FlameRise:
         return FlameRise.for_epochs(self.epochs, self.burn_in, self.ramp_end, lambda_max=self.lambda_max,
@@ -220,6 +221,7 @@ class Trainer:
         self.loss_labelled = LabelledLoss()
         self.generator = torch.Generator().manual_seed(config.seed * 7919 + self.rank)
         self.start_epoch = 0
+        self.pretrained = net is not None
         self.best = -math.inf
         self.history: list[dict[str, Any]] = []
         self.ddp_model: nn.Module = self.model
@@ -253,6 +255,8 @@ class Trainer:
             write_json_atomic(self.run_dir / "config.json", {"net": self.net_config.to_dict(),
                                                              "train": self.config.to_dict()})
         writer = _summary_writer(self.run_dir / "logs") if self.writes_files else None
+        if self.config.seed_bank and self.pretrained and self.start_epoch == 0 and self.model.cpr is not None:
+            self.seed_bank(shard)
         steps_per_epoch = math.ceil(len(shard) / self.config.batch_size)
         if self.config.max_steps_per_epoch:
             steps_per_epoch = min(steps_per_epoch, self.config.max_steps_per_epoch)
@@ -301,6 +305,35 @@ class Trainer:
         return {"run_dir": str(self.run_dir) if self.writes else None, "epochs": self.config.epochs,
                 "history": self.history,
                 "best_val_dice": None if self.best == -math.inf else self.best}
+
+    @torch.no_grad()
+    def seed_bank(self, clips: list[Clip]) -> int:
+        """Start CPR's bank with the starting model's own "segment the rest" of each clip: the
+        labelled frames as memory references, propagated forwards and backwards and averaged, stored
+        for the unlabelled frames. Retraining on a few new videos then starts from the best labels
+        the current model can give them instead of waiting for the burn-in. Returns the frames stored."""
+        net = unwrap(self.model.net).eval()
+        stored = 0
+        for start in range(0, len(clips), self.config.batch_size):
+            batch = collate(clips[start:start + self.config.batch_size], self.net_config.mode)
+            frames, labels = batch["frames"].to(self.device), batch["labels"].to(self.device)
+            labelled = batch["labelled"].to(self.device)
+            unlabelled = ~labelled
+            if not bool(unlabelled.any()) or not bool(labelled.any()):
+                continue
+            forward = net(frames, labels, labelled)["logits"].float().softmax(2)
+            backward = net(frames.flip(1), labels.flip(1), labelled.flip(1))["logits"].float().softmax(2).flip(1)
+            probs = (forward + backward) / 2
+            half = (max(frames.shape[-2] // 2, 1), max(frames.shape[-1] // 2, 1))
+            probs = F.interpolate(probs.flatten(0, 1), size=half, mode="bilinear", align_corners=False)
+            probs = probs.reshape(*frames.shape[:2], *probs.shape[1:])
+            keep = [[f for f, u in zip(idx, unl, strict=True) if u]
+                    for idx, unl in zip(batch["frame_index"], unlabelled.tolist(), strict=True)]
+            self.bank.update(batch["video_id"], keep, _ragged(probs, unlabelled),
+                             _ragged(torch.ones_like(probs[:, :, :1]), unlabelled))
+            stored += int(unlabelled.sum())
+        net.train()
+        return stored
 
     # ------------------------------------------------------------------ one step
     def _step(self, batch: dict[str, Any], epoch: float) -> dict[str, float]:
