@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from echoforge.engine.clips import make_clip
+from echoforge.engine.clips import collate, make_clip
 from echoforge.engine.train import SemiSupervisedModel, TrainConfig, Trainer, supervised_frames
 from echoforge.nets import build_model, get_config
 from echoforge.phantom import make_patient
@@ -46,7 +47,7 @@ def clips():
     for seed in range(2):
         patient = make_patient(9300 + seed)
         video = patient.render_half_sequence("4CH", size=(64, 64), fps=40.0)
-        out.append(make_clip(video, (64, 64), 4, "ed-es", reference=video, video_id=f"p{seed}"))
+        out.append(make_clip(video, (64, 64), 4, "ed-es", reference=video, video_id=f"p{seed}", priors=True))
     return out
 
 
@@ -59,8 +60,6 @@ def test_a_training_step_uses_no_op_cuda_autocast_refuses(clips, name, net_overr
     trainer = Trainer(net_config, config, run_dir=None)
     trainer.fit(clips)  # first epoch fills CPR's bank, the second trains on it
     recorder = OpRecorder()
-    from echoforge.engine.clips import collate
-
     with recorder:
         losses = trainer._step(collate(clips, net_config.mode), epoch=1.5)
     assert torch.isfinite(torch.tensor(losses["total"]))
@@ -117,7 +116,7 @@ def test_training_log_reports_arc_and_cpr_activity(clips, tmp_path):
 def test_retraining_from_a_model_seeds_cprs_bank_with_its_own_segment_the_rest(clips):
     net = build_model("tiny")
     config = TrainConfig(epochs=1, batch_size=2, lr=1e-4, clip_frames=4, progress=False, burn_in=0.0, ramp_end=0.0,
-                         tau0=0.3, tau1=0.3)  # a random network is never more confident than that
+                         tau0=0.01, tau1=0.01)  # a random network is not confident: let every pixel teach
     trainer = Trainer(get_config("tiny"), config, run_dir=None, net=net)
     unlabelled = sum(int((~c.labelled).sum()) for c in clips)
     assert trainer.seed_bank(clips) == unlabelled and len(trainer.bank) == unlabelled
@@ -126,3 +125,23 @@ def test_retraining_from_a_model_seeds_cprs_bank_with_its_own_segment_the_rest(c
     seeded = Trainer(get_config("tiny"), config, run_dir=None, net=build_model("tiny")).fit(clips)["history"][0]
     assert record["bank"] == seeded["bank"] == unlabelled
     assert record["loss_unlabelled"] == 0 < seeded["loss_unlabelled"]  # seeded pseudo-labels teach from the first step
+
+
+def test_clip_flow_priors_start_from_the_drawn_frames_and_reach_the_training_step(clips):
+    clip = clips[0]
+    first, last = np.flatnonzero(clip.labelled)[[0, -1]]
+    assert set(clip.priors) == {"first", "last", "ends"} and clip.priors["ends"].shape == (4, 4, 64, 64)
+    assert np.array_equal(clip.priors["first"][first].argmax(0), clip.labels[first])  # one-hot where drawn
+    assert np.array_equal(clip.priors["ends"][last].argmax(0), clip.labels[last])
+    assert not np.array_equal(clip.priors["first"][last].argmax(0), clip.labels[last])  # propagated, not copied
+    trainer = Trainer(get_config("tiny", input_size=(64, 64)), TrainConfig(epochs=1, prior_dropout=0.0), run_dir=None)
+    batch = collate(clips, "camus")
+    theta = torch.eye(2, 3).repeat(2, 1, 1)
+    assert trainer._prior(batch, "none", theta) is None
+    assert torch.allclose(trainer._prior(batch, "ends", theta), batch["priors"]["ends"], atol=1e-5)
+    net = build_model("tiny").eval()
+    frames, labels, labelled = batch["frames"], batch["labels"], batch["labelled"]
+    with torch.no_grad():
+        plain = net(frames, labels, labelled)["logits"]
+        guided = net(frames, labels, labelled, batch["priors"]["ends"])["logits"]
+    assert not torch.allclose(plain, guided, atol=1e-4)

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from echoforge.engine.augment import AugmentConfig, photometric, random_affine, warp
 from echoforge.engine.clips import Clip, Letterbox, make_clip, to_classes
@@ -64,6 +65,7 @@ class _EncodedClip:
     labels: torch.Tensor  # 1×T×H×W classes (0 where not drawn)
     labelled: torch.Tensor  # 1×T bool
     pad: tuple[int, int, int, int]
+    priors: dict[str, torch.Tensor] | None  # flow priors 1×T×C×H×W on the padded grid (see Clip.priors)
 
 
 def _encode_views(net: EchoForgeNet, clip: Clip, views: int, seed: int, device: torch.device) -> list[_EncodedClip]:
@@ -71,16 +73,20 @@ def _encode_views(net: EchoForgeNet, clip: Clip, views: int, seed: int, device: 
     frames = torch.from_numpy(clip.frames).float().div(255.0)[None].to(device)
     labels = torch.from_numpy(to_classes(clip.labels, net.config.mode))[None].to(device)
     labelled = torch.from_numpy(clip.labelled)[None].to(device)
+    priors = {k: torch.from_numpy(v).float().div(255.0)[None].to(device) for k, v in clip.priors.items()} \
+        if clip.priors else None
     out = []
     with torch.no_grad():
         for v in range(views):
-            f, lab = frames, labels
+            f, lab, pri = frames, labels, priors
             if v:  # the first view is the clip itself
                 theta = random_affine(1, AugmentConfig(), generator).to(device)
                 f = photometric(warp(frames, theta), AugmentConfig(), generator)
                 lab = warp(labels.float(), theta, mode="nearest").long()
+                pri = {k: warp(p, theta) for k, p in priors.items()} if priors else None
             padded, pad = pad_to_stride(f[0][:, None])
-            out.append(_EncodedClip(net.encode(padded), lab, labelled, pad))
+            pri = {k: F.pad(p, pad) for k, p in pri.items()} if pri else None
+            out.append(_EncodedClip(net.encode(padded), lab, labelled, pad, pri))
     return out
 
 
@@ -94,7 +100,10 @@ def _walk(net: EchoForgeNet, clip: _EncodedClip, backward: bool) -> tuple[torch.
     last = int(torch.nonzero(labelled[0]).max())
     target[0, last] = True
     refs = labelled & ~target
-    out = net.walk(clip.enc[order.to(clip.enc.x16.device)], 1, clip.pad, clip.labels[:, order], refs)
+    prior = None
+    if clip.priors:  # the prior from the drawn frame(s) propagation starts from, as at inference
+        prior = clip.priors["last" if backward else "first"][:, order]
+    out = net.walk(clip.enc[order.to(clip.enc.x16.device)], 1, clip.pad, clip.labels[:, order], refs, prior)
     return out["logits"], target, clip.labels[:, order]
 
 
@@ -126,7 +135,8 @@ def prepare(model: EchoForgeNet, video: EchoVideo, config: AdaptConfig = AdaptCo
     """The encoded views of the clip spanning ``video``'s drawn frames (what adaptation trains on)."""
     if not video.has_labels:
         raise EmptyLabelError("adaptation needs at least one annotated frame", video.source or None)
-    clip = make_clip(video, tuple(model.config.input_size), config.clip_frames, "all", video_id="adapt")
+    clip = make_clip(video, tuple(model.config.input_size), config.clip_frames, "all", video_id="adapt",
+                     priors=model.config.use_flow_prior, mode=model.config.mode)
     return _encode_views(model.eval(), clip, config.views, config.seed, torch.device(device))
 
 

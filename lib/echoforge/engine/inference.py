@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from echoforge import labels as L
 from echoforge.engine.clips import Letterbox, to_classes
+from echoforge.engine.propagation import flow_prior
 from echoforge.errors import EmptyLabelError, InvalidVideoError
 from echoforge.nets.echoforge_net import EchoForgeNet, EncodedFrames, Memory, pad_to_stride, unpad
 from echoforge.video import EchoVideo
@@ -82,13 +83,17 @@ class SegmentationCore:
             self.memory.add_reference(index, self.model.reference(enc, mask))
 
     @torch.no_grad()
-    def run_encoded(self, enc: EncodedFrames, pad: tuple[int, int, int, int], indices: list[int]) -> torch.Tensor:
+    def run_encoded(self, enc: EncodedFrames, pad: tuple[int, int, int, int], indices: list[int],
+                    prior: torch.Tensor | None = None) -> torch.Tensor:
         """Segment encoded frames (``enc[k]`` is frame ``indices[k]``) in the order given; returns
-        ``len(indices)×C×H×W`` probabilities (a reference frame returns its drawn mask)."""
+        ``len(indices)×C×H×W`` probabilities (a reference frame returns its drawn mask). ``prior``:
+        the frames' flow priors (``len(indices)×C×H×W`` at the input size), for a network that takes one."""
         probs = []
+        if prior is not None:
+            prior = F.pad(prior.to(self.device), pad)
         with self._autocast():
             for k, t in enumerate(indices):
-                logits = self.model.step(t, enc[k:k + 1], self.memory)[0]
+                logits = self.model.step(t, enc[k:k + 1], self.memory, None if prior is None else prior[k:k + 1])[0]
                 reference = self.memory.references.get(t)
                 probs.append(reference.probs if reference is not None else logits.float().softmax(dim=1))
         return unpad(torch.cat(probs), pad).float()
@@ -158,7 +163,8 @@ def segment_video(model: torch.nn.Module, video: EchoVideo, use_annotations: boo
         chunk: frames per encoder batch (``1`` = streaming; ``None`` = the whole video at once).
         bidirectional: with drawn frames, propagate forwards and backwards and fuse
             (:func:`fuse_directions`); ``extra`` then holds each frame's ``disagreement`` between the
-            two directions and ``next_frame``, the frame where the propagation is least certain.
+            two directions and ``next_frame``, the frame where the propagation is least certain. A
+            network with ``use_flow_prior`` gets the drawn masks carried by optical flow too.
 
     ``extra["warnings"]`` lists what looks wrong in the drawn frames (:func:`check_drawn_frames`).
 
@@ -183,17 +189,21 @@ def segment_video(model: torch.nn.Module, video: EchoVideo, use_annotations: boo
             probs = torch.cat([model(torch.as_tensor(frames[i:i + step], device=device)[None])["logits"][0]
                                .softmax(1).cpu() for i in range(0, video.n_frames, step)])
     elif annotated and bidirectional:
+        prior = None
+        if config.use_flow_prior:
+            prior = torch.from_numpy(flow_prior(frames, {t: c for t, (_, c) in references.items()}, config.n_classes))
         core = SegmentationCore(model, references, device)
         parts = [core.encode(frames[i:i + step]) for i in range(0, video.n_frames, step)]
         enc, pad = EncodedFrames.cat([p[0] for p in parts]), parts[0][1]
         order = list(range(video.n_frames))
-        forward = core.run_encoded(enc, pad, order).cpu()
+        forward = core.run_encoded(enc, pad, order, prior).cpu()
         backward_core = SegmentationCore(model, references, device)
-        backward = backward_core.run_encoded(enc[torch.tensor(order[::-1])], pad, order[::-1]).flip(0).cpu()
+        backward = backward_core.run_encoded(enc[torch.tensor(order[::-1])], pad, order[::-1],
+                                             None if prior is None else prior.flip(0)).flip(0).cpu()
         probs, disagreement = fuse_directions(forward, backward, annotated)
         extra["disagreement"] = [round(float(d), 4) for d in disagreement]
         extra["next_frame"] = next_frame_to_draw(disagreement, annotated)
-    else:
+    else:  # automatic, or forward only (streaming order, no flow prior: the future is not known)
         core = SegmentationCore(model, references, device)
         probs = torch.cat([core.run(frames[i:i + step]).cpu() for i in range(0, video.n_frames, step)])
     labels = np.empty(video.frames.shape, dtype=np.uint8)

@@ -102,6 +102,8 @@ class TrainConfig:
     cpr_weight: float = 0.5
     reference_probs: tuple[float, float, float] = (0.4, 0.3, 0.3)
     reverse_prob: float = 0.5
+    prior_dropout: float = 0.2
+    readout_weight: float = 0.2
     augment: bool = True
     grad_clip: float = 3.0
     amp: bool = True
@@ -152,11 +154,13 @@ class SemiSupervisedModel(nn.Module):
 
     def forward(self, frames: torch.Tensor, labels: torch.Tensor | None = None,
                 ref_valid: torch.Tensor | None = None, labelled: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """The network's outputs (``labels`` of the ``ref_valid`` frames as memory references); with
-        ``labelled`` (B×T) and CPR also ``cpr_logits`` for the clips with two or more labelled frames
-        (``cpr_pairs``) and ``reforged`` probabilities at half resolution for every frame."""
-        out = self.net(frames, labels, ref_valid)
+                generator: torch.Generator | None = None, prior: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor]:
+        """The network's outputs (``labels`` of the ``ref_valid`` frames as memory references, ``prior``
+        the flow prior from them); with ``labelled`` (B×T) and CPR also ``cpr_logits`` for the clips
+        with two or more labelled frames (``cpr_pairs``) and ``reforged`` probabilities at half
+        resolution for every frame."""
+        out = self.net(frames, labels, ref_valid, prior) if prior is not None else self.net(frames, labels, ref_valid)
         if self.cpr is None or labelled is None or labels is None or not bool(labelled.any()):
             return out
         features, pad = out["features"], out["pad"]
@@ -321,8 +325,10 @@ class Trainer:
             unlabelled = ~labelled
             if not bool(unlabelled.any()) or not bool(labelled.any()):
                 continue
-            forward = net(frames, labels, labelled)["logits"].float().softmax(2)
-            backward = net(frames.flip(1), labels.flip(1), labelled.flip(1))["logits"].float().softmax(2).flip(1)
+            prior = batch["priors"]["ends"].to(self.device) if "priors" in batch else None
+            forward = net(frames, labels, labelled, prior)["logits"].float().softmax(2)
+            backward = net(frames.flip(1), labels.flip(1), labelled.flip(1),
+                           None if prior is None else prior.flip(1))["logits"].float().softmax(2).flip(1)
             probs = (forward + backward) / 2
             half = (max(frames.shape[-2] // 2, 1), max(frames.shape[-1] // 2, 1))
             probs = F.interpolate(probs.flatten(0, 1), size=half, mode="bilinear", align_corners=False)
@@ -351,16 +357,21 @@ class Trainer:
         if cfg.augment:
             frames = photometric(warp(frames, theta), AugmentConfig(), self.generator)
             labels = warp(labels.float(), theta, mode="nearest").long()
-        ref_valid = self._reference_frames(labelled)
+        ref_valid, mode = self._reference_frames(labelled)
+        prior = self._prior(batch, mode, theta)
         supervised = supervised_frames(labelled, ref_valid)
         padded_labels = pad_to_stride(labels)[0]
         with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
-            out = self.ddp_model(frames, labels, ref_valid, labelled, self.generator)
+            out = self.ddp_model(frames, labels, ref_valid, labelled, self.generator, prior)
             parts = {"labelled": self.loss_labelled(out["logits"], labels, supervised)}
             if "logits16" in out and bool(supervised.any()):  # deep supervision at stride 16 (EchoForge only)
                 target16 = downsample_labels(padded_labels, self.net_config.n_classes, out["logits16"].shape[-2:])
                 log_p = F.log_softmax(out["logits16"][supervised].float(), dim=1)
                 parts["aux16"] = cfg.aux16_weight * -(target16[supervised] * log_p).sum(1).mean()
+            if "readout_masks" in out and bool(supervised.any()):  # the readout itself must find the structures
+                target8 = downsample_labels(padded_labels, self.net_config.n_classes, out["readout_masks"].shape[-2:])
+                read = out["readout_masks"][supervised].float().clamp(min=1e-4)
+                parts["readout"] = cfg.readout_weight * -(target8[supervised] * read.log()).sum(1).mean()
             if "arc_weight_logits" in out:
                 parts["arc"] = cfg.arc_weight * anchor_map_loss(out["arc_weight_logits"], padded_labels, labelled)
                 parts["arc_patch"] = cfg.arc_patch_weight * arc_patch_loss(
@@ -384,20 +395,33 @@ class Trainer:
         result.update(_diagnostics(out, padded_labels, labelled, batch, theta, self.net_config.patch))
         return result
 
-    def _reference_frames(self, labelled: torch.Tensor) -> torch.Tensor:
-        """B×T bool: the memory references of this step (a mode of :data:`REFERENCE_MODES`, drawn per batch)."""
+    def _reference_frames(self, labelled: torch.Tensor) -> tuple[torch.Tensor, str]:
+        """B×T bool: the memory references of this step, and their mode (of :data:`REFERENCE_MODES`,
+        drawn per batch)."""
         mode = REFERENCE_MODES[int(torch.multinomial(torch.tensor(self.config.reference_probs), 1,
                                                      generator=self.generator))]
         ref = torch.zeros_like(labelled)
         if mode == "none":
-            return ref
+            return ref, mode
         rows = torch.arange(labelled.shape[0], device=labelled.device)
         present = labelled.any(dim=1)
         ref[rows, labelled.float().argmax(dim=1)] = present
         if mode == "ends":
             last = labelled.shape[1] - 1 - labelled.flip(1).float().argmax(dim=1)
             ref[rows, last] = present
-        return ref
+        return ref, mode
+
+    def _prior(self, batch: dict[str, Any], mode: str, theta: torch.Tensor) -> torch.Tensor | None:
+        """The flow prior that goes with the references of ``mode`` (warped like the frames), or None:
+        without references, without clip priors, for a network that takes none, and in
+        ``prior_dropout`` of the steps (streaming, where there is no prior)."""
+        cfg = self.net_config
+        if mode == "none" or "priors" not in batch or not (cfg.use_flow_prior and cfg.arch == "echoforge"):
+            return None
+        if float(torch.rand((), generator=self.generator)) < self.config.prior_dropout:
+            return None
+        prior = batch["priors"]["first" if mode == "first" else "ends"].to(self.device)
+        return warp(prior, theta) if self.config.augment else prior
 
     def _cpr_losses(self, batch: dict[str, Any], out: dict[str, torch.Tensor], labels: torch.Tensor,
                     labelled: torch.Tensor, supervised: torch.Tensor, theta: torch.Tensor, epoch: float,
@@ -545,6 +569,9 @@ def _reverse_time(batch: dict[str, Any]) -> dict[str, Any]:
         if key in batch:
             out[key] = batch[key].flip(1)
     out["frame_index"] = [list(reversed(f)) for f in batch["frame_index"]]
+    if "priors" in batch:  # played backwards, the first drawn frame is the last one
+        priors = {name: p.flip(1) for name, p in batch["priors"].items()}
+        out["priors"] = {**priors, "first": priors["last"], "last": priors["first"]}
     return out
 
 

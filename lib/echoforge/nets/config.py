@@ -21,8 +21,9 @@ Baselines, frame by frame (:mod:`echoforge.nets.baselines`): ``unet`` (MONAI 2-D
 
 Every configuration takes ``mode`` = ``"camus"`` (4 classes: background, LV, myocardium, LA) or
 ``"lv"`` (2 classes: background, LV cavity), and the ablation switches ``use_arc`` / ``use_tsf`` /
-``use_readout`` (the pixel-level memory readout of :mod:`echoforge.nets.readout`, beyond the paper:
-on in ``light`` and ``tiny``, off in ``paper``).
+``use_readout`` (the pixel-level memory readout of :mod:`echoforge.nets.readout`) / ``use_flow_prior``
+(the drawn masks carried by optical flow, :func:`echoforge.engine.propagation.flow_prior`, as an
+input of the decoder). Both go beyond the paper: on in ``light`` and ``tiny``, off in ``paper``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any
 
 MODES = {"camus": 4, "lv": 2}
 #: configuration fields added after the first checkpoint files, with the values that rebuild those files' networks
-ADDED_PARTS_OFF: dict[str, Any] = {"use_readout": False, "layer4": False, "ffn_mult": 4}
+ADDED_PARTS_OFF: dict[str, Any] = {"use_readout": False, "use_flow_prior": False, "layer4": False, "ffn_mult": 4}
 ARCHS = ("echoforge", "unet", "deeplabv3")
 
 
@@ -58,6 +59,7 @@ class NetConfig:
     patch: int = 1
     memory_size: int = 4
     use_readout: bool = True
+    use_flow_prior: bool = True
     key_dim: int = 64
     value_dim: int = 64
     input_size: tuple[int, int] = (112, 112)
@@ -91,7 +93,7 @@ def settings_from_dict(cls: type, d: dict[str, Any]) -> Any:
 
 CONFIGS: dict[str, NetConfig] = {
     "paper": NetConfig(name="paper", encoder_depth=50, dim=256, dec_dim=128, heads=8, n_queries=16, n_layers=3,
-                       ffn_mult=8, layer4=True, use_readout=False, input_size=(256, 256)),
+                       ffn_mult=8, layer4=True, use_readout=False, use_flow_prior=False, input_size=(256, 256)),
     "light": NetConfig(name="light"),
     "tiny": NetConfig(name="tiny", dim=32, dec_dim=16, heads=2, n_queries=4, n_layers=1, knn=8, key_dim=16,
                       value_dim=16, input_size=(64, 64)),

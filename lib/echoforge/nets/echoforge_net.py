@@ -117,7 +117,8 @@ class EchoForgeNet(nn.Module):
         self.readout = MemoryReadout(c8, config.n_classes, config.key_dim, config.value_dim) \
             if config.use_readout else None
         self.decoder = MaskDecoder(c4, c8, config.dim, config.dec_dim, config.n_classes,
-                                   readout_dim=self.readout.channels if self.readout is not None else 0)
+                                   readout_dim=self.readout.channels if self.readout is not None else 0,
+                                   prior_dim=config.n_classes + 1 if config.use_flow_prior else 0)
 
     # ------------------------------------------------------------------ stages
     def encode(self, frames: torch.Tensor) -> EncodedFrames:
@@ -161,26 +162,42 @@ class EchoForgeNet(nn.Module):
         keys, values, masks, valid = stack_memory(memory, "key8", "value8", "mask8")
         return self.readout(key8, keys, values, masks, valid)
 
-    def step(self, t: int, enc: EncodedFrames, memory: Memory
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def step(self, t: int, enc: EncodedFrames, memory: Memory, prior: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Segment frame ``t`` of a batch (``enc`` holds that one frame of each clip), then remember it.
 
         The memory keeps this frame's *final* prediction (full-resolution probabilities pooled to
         strides 16 and 8), the best-supervised output of the network, rather than coarse logits.
 
+        Args:
+            prior: N×C×H×W flow-prior probabilities of this frame on the padded grid (``None``: no prior;
+                ignored without ``use_flow_prior``).
+
         Returns:
-            ``(logits N×C×H×W, logits16 N×C×h×w, decoder features N×E×H/4×W/4)`` on the padded grid.
+            ``(logits N×C×H×W, logits16 N×C×h×w, decoder features N×E×H/4×W/4, readout masks
+            N×C×h'×w' or None)`` on the padded grid.
         """
         entries = memory.gather(t)
         fused, logits16 = self.fuse(enc.x16, entries)
-        logits, features = self.decoder(enc.f4, enc.f8, fused, logits16, self.read(enc.key8, entries))
+        readout = self.read(enc.key8, entries)
+        logits, features = self.decoder(enc.f4, enc.f8, fused, logits16, readout, self.prior_input(enc, prior))
         probs = logits.softmax(dim=1)
         reference = memory.references.get(t)
         if reference is not None:  # clips of the batch where frame t is drawn remember the drawing
             w = reference.weight[:, None, None, None]
             probs = w * reference.probs + (1 - w) * probs
         memory.push(t, self.remember(enc, probs))
-        return logits, logits16, features
+        return logits, logits16, features, None if readout is None else readout[:, -self.config.n_classes:]
+
+    def prior_input(self, enc: EncodedFrames, prior: torch.Tensor | None) -> torch.Tensor | None:
+        """The decoder's prior input: the prior's probabilities and a presence channel (zeros when absent)."""
+        if not self.config.use_flow_prior:
+            return None
+        n, size = enc.f4.shape[0], (enc.f4.shape[-2] * 4, enc.f4.shape[-1] * 4)
+        if prior is None:
+            return enc.f4.new_zeros(n, self.config.n_classes + 1, *size)
+        present = prior.sum(dim=1, keepdim=True).clamp(max=1.0)  # an all-zero prior (this clip has none) is absent
+        return torch.cat([prior.to(enc.f4.dtype), present.to(enc.f4.dtype)], dim=1)
 
     def reference(self, enc: EncodedFrames, classes: torch.Tensor, weight: torch.Tensor | None = None
                   ) -> ReferenceEntry:
@@ -192,17 +209,20 @@ class EchoForgeNet(nn.Module):
 
     # ------------------------------------------------------------------ clip forward
     def forward(self, frames: torch.Tensor, ref_masks: torch.Tensor | None = None,
-                ref_valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                ref_valid: torch.Tensor | None = None, prior: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Segment clips.
 
         Args:
             frames: B×T×H×W in [0, 1] (any H, W: padded to a multiple of 16 inside).
             ref_masks: B×T×H×W integer labels (or None) for the reference frames.
             ref_valid: B×T bool, which frames of which clip are references.
+            prior: B×T×C×H×W flow-prior probabilities (:func:`echoforge.engine.propagation.flow_prior`;
+                all zeros for a clip without one), or None.
 
         Returns:
             ``logits`` B×T×C×H×W, ``logits16`` B×T×C×h×w, ``features`` B×T×E×H/4×W/4 (padded grid),
-            ``pad`` (the padding of that grid, see :func:`pad_to_stride`); with ARC also
+            ``pad`` (the padding of that grid, see :func:`pad_to_stride`); with the readout
+            ``readout_masks`` B×T×C×H/8×W/8 (the propagated masks it read); with ARC also
             ``arc_weight_logits`` B×T×A×h×w (anchor heat-map logits), ``arc_patch_logit`` and
             ``arc_weight`` B×T×1×h'×w' (per-patch foreground logit and recalibration weight).
         """
@@ -210,16 +230,17 @@ class EchoForgeNet(nn.Module):
         padded, pad = pad_to_stride(frames)
         hp, wp = padded.shape[-2:]
         flat = self.encode(padded.reshape(b * t, 1, hp, wp))
-        out = self.walk(flat, b, pad, ref_masks, ref_valid)
+        out = self.walk(flat, b, pad, ref_masks, ref_valid, None if prior is None else F.pad(prior, pad))
         for key, value in flat.arc.items():
             out[f"arc_{key}"] = value.reshape(b, t, *value.shape[1:])
         return out
 
     def walk(self, flat: EncodedFrames, batch: int, pad: tuple[int, int, int, int],
-             ref_masks: torch.Tensor | None = None, ref_valid: torch.Tensor | None = None
-             ) -> dict[str, torch.Tensor]:
-        """The memory walk through encoded clips (``flat`` holds B·T frames, clip-major), as in
-        :meth:`forward`, which it serves; per-video adaptation reuses encoded frames through it."""
+             ref_masks: torch.Tensor | None = None, ref_valid: torch.Tensor | None = None,
+             prior: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The memory walk through encoded clips (``flat`` holds B·T frames, clip-major; ``prior`` is on
+        the padded grid), as in :meth:`forward`, which it serves; per-video adaptation reuses encoded
+        frames through it."""
         t = flat.x16.shape[0] // batch
         per_frame = [flat[i::t] for i in range(t)]  # frame i of every clip
         refs: dict[int, ReferenceEntry] = {}
@@ -229,9 +250,12 @@ class EchoForgeNet(nn.Module):
             refs = {i: self.reference(per_frame[i], masks[:, i], weight[:, i])
                     for i in range(t) if bool(ref_valid[:, i].any())}
         memory = Memory(self.config.memory_size, refs)
-        steps = [self.step(i, per_frame[i], memory) for i in range(t)]
-        logits, logits16, features = (torch.stack(parts, 1) for parts in zip(*steps, strict=True))
-        return {"logits": unpad(logits, pad), "logits16": logits16, "features": features, "pad": pad}
+        steps = [self.step(i, per_frame[i], memory, None if prior is None else prior[:, i]) for i in range(t)]
+        logits, logits16, features = (torch.stack(parts, 1) for parts in list(zip(*steps, strict=True))[:3])
+        out = {"logits": unpad(logits, pad), "logits16": logits16, "features": features, "pad": pad}
+        if self.readout is not None:
+            out["readout_masks"] = torch.stack([s[3] for s in steps], 1)
+        return out
 
 
 @dataclass
