@@ -293,10 +293,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- serve
 def cmd_serve(args: argparse.Namespace) -> int:
     app = Path(args.app).resolve()
-    studies = Path(args.studies).resolve()
+    remote = args.studies.startswith(("http://", "https://"))  # a DICOMweb PACS (QIDO/WADO/STOW-RS root)
+    studies = args.studies.rstrip("/") if remote else Path(args.studies).resolve()
     if not (app / "main.py").exists():
         raise EchoForgeError("no MONAI Label app here (main.py missing)", app)
-    if not studies.is_dir():
+    if not remote and not studies.is_dir():
         raise EchoForgeError("studies folder not found", studies)
     if importlib.util.find_spec("monailabel") is None:
         raise EchoForgeError("MONAI Label is not installed in this environment; run `make install` first")
@@ -445,8 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("serve", help="start the MONAI Label server with the EchoForge app",
-                       description="Run `monailabel start_server` with apps/echoforge on a studies folder.")
-    p.add_argument("--studies", default="sample-data/studies")
+                       description="Run `monailabel start_server` with apps/echoforge on a studies folder or on a "
+                                   "PACS's DICOMweb root (http://HOST:PORT/dicom-web).")
+    p.add_argument("--studies", default="sample-data/studies", help="studies folder, or a DICOMweb URL")
     p.add_argument("--app", default=str(Path(__file__).resolve().parents[2] / "apps" / "echoforge"))
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
