@@ -77,6 +77,8 @@ def test_seg_reader_refuses_what_it_cannot_place(cine):
     seg = write_dicom_seg(cine["labels"], cine["source"], [0, 1], video.meta["crop_box"])
     with pytest.raises(UnreadableFileError, match="outside"):
         read_dicom_seg(seg, 1, video.meta["crop_box"])  # a cine with fewer frames than the SEG says
+    with pytest.raises(UnreadableFileError, match="its image is"):
+        read_dicom_seg(seg, video.n_frames, video.meta["crop_box"], size=(32, 32))
     seg.PerFrameFunctionalGroupsSequence = seg.PerFrameFunctionalGroupsSequence[:-1]
     with pytest.raises(UnreadableFileError, match="frame descriptions"):
         read_dicom_seg(seg, video.n_frames, video.meta["crop_box"])

@@ -355,17 +355,19 @@ class DicomWebDatastore(EchoDatastore):
         try:
             seg = self.client.retrieve_instance(entry["study"], entry["series"], entry["instance"],
                                                 media_types=(("application/dicom", "*"),))
+            size = info.get("original_size")
             loaded = read_dicom_seg(seg, int(info.get("frames") or read_label_volume(image).labels.shape[0]),
-                                    info.get("crop_box"))
-        except (requests.RequestException, EchoForgeError) as err:
-            logger.warning(f"DICOMweb: the SEG {entry['instance']} of {image_id} cannot be loaded: {_text(err, 300)}")
+                                    info.get("crop_box"), tuple(size) if size else None)
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / f"{image_id}.nii.gz"
+                write_labels_like(loaded.labels, image, path, annotated=loaded.annotated)
+                EchoDatastore.save_label(self, image_id, str(path), DefaultLabelTag.FINAL,
+                                         {"annotated_frames": list(loaded.annotated),
+                                          "pacs": {"seg": {"stored": True, "from_pacs": True, **entry}}})
+        except (requests.RequestException, EchoForgeError, HTTPException) as err:
+            logger.warning(f"DICOMweb: the SEG {entry['instance']} of {image_id} cannot be loaded: "
+                           f"{_text(getattr(err, 'detail', err), 300)}")
             return
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"{image_id}.nii.gz"
-            write_labels_like(loaded.labels, image, path, annotated=loaded.annotated)
-            EchoDatastore.save_label(self, image_id, str(path), DefaultLabelTag.FINAL,
-                                     {"annotated_frames": list(loaded.annotated),
-                                      "pacs": {"seg": {"stored": True, "from_pacs": True, **entry}}})
         logger.info(f"DICOMweb: label of {image_id} re-loaded from SEG {entry['instance']} "
                     f"({len(loaded.annotated)} annotated frames)")
 

@@ -185,7 +185,7 @@ def save_dicom(ds: Dataset, path: str | os.PathLike[str]) -> Path:
 
 
 def read_dicom_seg(seg: Dataset | str | os.PathLike[str], n_frames: int,
-                   crop_box: Sequence[int] | None = None) -> SegLabels:
+                   crop_box: Sequence[int] | None = None, size: tuple[int, int] | None = None) -> SegLabels:
     """Labels from a DICOM SEG of a multi-frame image (one made by :func:`write_dicom_seg` or by any
     tool that codes the structures with :data:`STRUCTURE_CODES`; other segments are ignored).
 
@@ -193,6 +193,7 @@ def read_dicom_seg(seg: Dataset | str | os.PathLike[str], n_frames: int,
         seg: the SEG (data set or file).
         n_frames: frames of the source cine.
         crop_box: crop the source-geometry labels to the converted video's frames.
+        size: the source's Rows×Columns, when known: a SEG of another size is refused.
 
     Raises:
         UnreadableFileError: not a readable SEG, or one that references several source images or
@@ -206,6 +207,9 @@ def read_dicom_seg(seg: Dataset | str | os.PathLike[str], n_frames: int,
     if str(ds.get("SegmentationType", "")).upper() != "BINARY":
         raise UnsupportedFormatError(f"only BINARY segmentations are read, not {ds.get('SegmentationType')!r}",
                                      where)
+    rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    if size is not None and (rows, columns) != tuple(size):
+        raise UnreadableFileError(f"the SEG is {rows}×{columns} but its image is {size[0]}×{size[1]}", where)
     value_of: dict[int, int] = {}
     for item in ds.get("SegmentSequence", []):
         codes = item.get("SegmentedPropertyTypeCodeSequence") or []
