@@ -13,6 +13,7 @@ merged table) and videos per minute from it; mean ± SD over the repeats; the 1-
 before each run (the machine is shared, so numbers are only comparable at similar loads).
 
     python benchmarks/bench_archive.py [--videos 24 --frames 177 --repeats 3]   # writes results/archive.{json,md}
+    python benchmarks/bench_archive.py --name archive-loaded ...                 # another condition, another file
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=24)
     parser.add_argument("--frames", type=int, default=177)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--name", default="archive", help="results/NAME.{json,md} (e.g. one per machine load)")
     args = parser.parse_args()
     results: dict[str, dict] = {way: {"seconds": [], "load_before": []} for way in WAYS}
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,7 +112,7 @@ def main() -> None:
         f"Machine: {os.cpu_count()} CPU cores, shared with other work (load averages above).",
     ])
     print(markdown)
-    write_results("archive", {"videos": args.videos, "frames_per_video": args.frames, "repeats": args.repeats,
+    write_results(args.name, {"videos": args.videos, "frames_per_video": args.frames, "repeats": args.repeats,
                               "model": "light (shipped demo weights)", "ways": results}, markdown)
 
 
