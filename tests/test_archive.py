@@ -107,7 +107,7 @@ def test_a_killed_run_resumes_without_redoing_finished_videos(archive, tmp_path)
     proc = _segment(archive, archive["data"], out, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and len(list((out / "videos").glob("*.json"))) < 2 and proc.poll() is None:
-        time.sleep(0.05)
+        time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     done = {p.name: p.stat().st_mtime_ns for p in (out / "videos").glob("*.json")}
