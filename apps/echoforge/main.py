@@ -27,6 +27,7 @@ import echoforge
 
 from lib.activelearning import UncertaintyScoring, UncertaintyStrategy
 from lib.datastore import EchoDatastore
+from lib.dicomweb import DicomWebDatastore
 from lib.infer import LABELS, EchoForgeInfer
 from lib.models import ModelStore
 from lib.settings import AppSettings
@@ -51,6 +52,8 @@ class EchoForgeApp(MONAILabelApp):
 
     # ------------------------------------------------------------------ wiring
     def init_datastore(self) -> EchoDatastore:
+        if self.studies.startswith(("http://", "https://")):  # a PACS: see lib/dicomweb.py
+            return DicomWebDatastore(self.studies)
         return EchoDatastore(self.studies, auto_reload=ml_settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
                              read_only=ml_settings.MONAI_LABEL_DATASTORE_READ_ONLY)
 
