@@ -329,9 +329,11 @@ def main() -> None:
     print(f"{len(train_clips)} training clips, {len(test_videos)} test videos "
           f"({np.mean([v.n_frames for v in test_videos]):.0f} frames on average)", flush=True)
 
-    rows: list[dict[str, Any]] = [evaluate("copy the nearest drawn frame", copy_nearest, test_videos),
-                                  evaluate("optical flow (Farneback) from the nearest drawn frame", flow_propagation,
-                                           test_videos)]
+    rows: list[dict[str, Any]] = [
+        evaluate("copy the nearest drawn frame", copy_nearest, test_videos),
+        evaluate("optical flow (Farneback) from the nearest drawn frame", flow_propagation, test_videos),
+        evaluate("optical flow across beats (EchoForge's flow prior alone)",
+                 lambda v: flow_propagation(v, across_beats=True), test_videos)]
     activity = {}
     names = args.only or list(METHODS)
     for name in names:

@@ -49,6 +49,7 @@ from tqdm import tqdm
 
 from echoforge.engine.augment import (
     AugmentConfig,
+    appearance_shift,
     identity_affine,
     invert_affine,
     photometric,
@@ -103,6 +104,7 @@ class TrainConfig:
     reference_probs: tuple[float, float, float] = (0.4, 0.3, 0.3)
     reverse_prob: float = 0.5
     prior_dropout: float = 0.2
+    appearance_shift: float = 0.5
     readout_weight: float = 0.2
     augment: bool = True
     grad_clip: float = 3.0
@@ -359,6 +361,8 @@ class Trainer:
             labels = warp(labels.float(), theta, mode="nearest").long()
         ref_valid, mode = self._reference_frames(labelled)
         prior = self._prior(batch, mode, theta)
+        if prior is not None and float(torch.rand((), generator=self.generator)) < cfg.appearance_shift:
+            frames = appearance_shift(frames, self.generator)
         supervised = supervised_frames(labelled, ref_valid)
         padded_labels = pad_to_stride(labels)[0]
         with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):

@@ -34,6 +34,8 @@ from echoforge.nets.tsf import TemporalSemanticFusion
 STRIDE = 16
 #: what ARC hands on per frame (see :class:`~echoforge.nets.arc.AnchorRecalibration`)
 ARC_OUTPUTS = ("weight_logits", "patch_logit", "weight")
+#: the flow prior's probabilities are floored at this before their logarithm joins the logits
+PRIOR_FLOOR = 0.05
 #: frames in [0, 1] are standardised inside the network with these (echo frames are dark on average)
 INPUT_MEAN, INPUT_STD = 0.2, 0.2
 
@@ -116,6 +118,8 @@ class EchoForgeNet(nn.Module):
             self.plain_head = nn.Conv2d(config.dim, config.n_classes, 1)
         self.readout = MemoryReadout(c8, config.n_classes, config.key_dim, config.value_dim) \
             if config.use_readout else None
+        # the flow prior enters the logits as log-probabilities with a learnt gain (softplus(0.55) ≈ 1)
+        self.prior_gain = nn.Parameter(torch.tensor(0.55)) if config.use_flow_prior else None
         self.decoder = MaskDecoder(c4, c8, config.dim, config.dec_dim, config.n_classes,
                                    readout_dim=self.readout.channels if self.readout is not None else 0,
                                    prior_dim=config.n_classes + 1 if config.use_flow_prior else 0)
@@ -180,7 +184,11 @@ class EchoForgeNet(nn.Module):
         entries = memory.gather(t)
         fused, logits16 = self.fuse(enc.x16, entries)
         readout = self.read(enc.key8, entries)
-        logits, features = self.decoder(enc.f4, enc.f8, fused, logits16, readout, self.prior_input(enc, prior))
+        prior_input = self.prior_input(enc, prior)
+        logits, features = self.decoder(enc.f4, enc.f8, fused, logits16, readout, prior_input)
+        if prior_input is not None:  # the decoder corrects the prior rather than replacing it
+            present = prior_input[:, -1:]
+            logits = logits + present * F.softplus(self.prior_gain) * torch.log(prior_input[:, :-1] + PRIOR_FLOOR)
         probs = logits.softmax(dim=1)
         reference = memory.references.get(t)
         if reference is not None:  # clips of the batch where frame t is drawn remember the drawing
