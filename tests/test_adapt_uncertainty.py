@@ -46,9 +46,9 @@ def test_adaptation_fine_tunes_a_copy_and_leaves_the_model_alone(net):
 def test_adaptation_learns_to_refind_the_drawn_frames_and_stops_when_they_fit(net):
     video = restrict_labels(make_patient(322).render("4CH", size=SIZE, n_frames=12), "ed-es")
     views = prepare(net, video, AdaptConfig(views=2))
-    adapted, info = adapt_to_video(net, video, AdaptConfig(steps=16, fit_target=1.1, views=2), views=views)
-    assert info["steps"] == 16 and not info["stopped_early"] and info["loss_last"] < info["loss_first"]
-    assert propagation_fit(adapted, views[0]) == pytest.approx(info["fit_after"])
+    adapted, info = adapt_to_video(net, video, AdaptConfig(steps=24, fit_target=1.1, views=2), views=views)
+    assert info["steps"] == 24 and not info["stopped_early"] and info["loss_last"] < info["loss_first"]
+    assert propagation_fit(adapted, views[0]) == pytest.approx(info["fit_after"], abs=1e-4)
     fitting = adapt_to_video(net, video, AdaptConfig(steps=16, fit_target=0.0), views=views)[1]
     assert fitting["steps"] == 0 and fitting["stopped_early"]  # already fits: nothing to do
     single = video.with_labels(video.labels, annotated=[video.ed])  # nothing to re-find: no step taken

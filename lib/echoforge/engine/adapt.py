@@ -150,7 +150,8 @@ def adapt_to_video(model: EchoForgeNet, video: EchoVideo, config: AdaptConfig = 
 
     Returns:
         ``(adapted network in eval mode, info)``: ``steps`` taken, ``seconds``, ``fit_before`` and
-        ``fit_after`` (:func:`propagation_fit`), ``stopped_early``, ``loss_first``/``loss_last``.
+        ``fit_after`` (:func:`propagation_fit`), ``stopped_early``, ``loss_first``/``loss_last`` (means
+        over the first and last cycle of views and directions).
     """
     started = time.perf_counter()
     device = torch.device(device)
@@ -178,11 +179,14 @@ def adapt_to_video(model: EchoForgeNet, video: EchoVideo, config: AdaptConfig = 
     for p in net.parameters():
         p.requires_grad_(True)
     fit_after = propagation_fit(net, views[0]) if steps else fit_before
+    cycle = min(len(losses), 2 * len(views))
     return net.eval(), {"steps": steps, "seconds": round(time.perf_counter() - started, 3),
                         "fit_before": None if fit_before is None else round(fit_before, 4),
                         "fit_after": None if fit_after is None else round(fit_after, 4),
                         "stopped_early": steps < config.steps,
-                        "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None}
+                        # means over a cycle of views and directions, so that first and last compare like with like
+                        "loss_first": float(np.mean(losses[:cycle])) if losses else None,
+                        "loss_last": float(np.mean(losses[-cycle:])) if losses else None}
 
 
 # ---------------------------------------------------------------------- domain shift
