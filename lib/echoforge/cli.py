@@ -255,6 +255,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, config, _ = load_model(args.model or default_checkpoint(), device=device)
     video = load_video(args.input, labels=args.labels)
+    if not args.labels:  # a dataset's own reference (e.g. CAMUS _gt) is not a drawing: only --labels is
+        video = video.with_labels(None)
     if args.annotated:
         if video.labels is None:
             raise EchoForgeError("--annotated needs --labels (the frames you drew)", args.input)

@@ -263,14 +263,20 @@ def validate_labels(labels: np.ndarray, frames_shape: tuple[int, ...], annotated
     if not foreground.any():
         raise EmptyLabelError("the labels contain no foreground (every value is 0)", source)
     n = arr.shape[0]
-    ann = sorted({int(a) for a in annotated})
+    ann = sorted({_frame_number(a, source) for a in annotated})
     if not ann:
         ann = [int(i) for i in np.flatnonzero(foreground)]
     for a in ann:
-        if not -n <= a < n:
+        if not 0 <= a < n:
             raise UnknownFrameError(f"annotated frame {a} is outside the video (0..{n - 1})", source)
-    ann = sorted({a % n for a in ann})
     empty = [a for a in ann if not foreground[a]]
     if empty:
         raise EmptyLabelError(f"annotated frame(s) {empty} contain no foreground", source)
     return arr, tuple(ann)
+
+
+def _frame_number(value: Any, source: str | None) -> int:
+    """A frame index as given: a whole number (``True`` or ``7.9`` are not frame numbers)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise UnknownFrameError(f"annotated frames must be whole frame numbers, got {value!r}", source)
+    return int(value)
