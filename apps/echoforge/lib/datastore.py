@@ -43,7 +43,7 @@ from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastor
 
 from echoforge.errors import EchoForgeError, InvalidVideoError, UnreadableFileError
 from echoforge.io import detached_data_file, load_video
-from echoforge.io.atomic import compound_suffix, write_json_atomic, write_text_atomic
+from echoforge.io.atomic import compound_suffix, is_partial_file, write_json_atomic, write_text_atomic
 from echoforge.io.volume import read_label_volume, write_labels_like, write_volume
 from echoforge.video import EchoVideo, validate_labels
 
@@ -161,7 +161,16 @@ class EchoDatastore(LocalDatastore):
             self._agree_with_label_files(headers)
 
     def _quarantine_unreadable(self) -> dict[tuple[str, str], tuple[int, ...] | None]:
-        """Move empty or unreadable videos and labels aside; returns each good label's header frames."""
+        """Move empty or unreadable videos and labels aside; returns each good label's header frames.
+
+        Temporary files of writes that never finished (the server was killed meanwhile) are deleted.
+        """
+        labels_root = Path(self._datastore.label_path(None))
+        for folder in [self._studies, *(p for p in labels_root.iterdir() if p.is_dir())]:
+            for path in folder.iterdir():
+                if is_partial_file(path.name) and path.is_file():
+                    logger.warning(f"Removing {path.relative_to(self._studies)}: a write that never finished")
+                    path.unlink()
         for name in self._list_files(self._datastore.image_path(), list(IMAGE_PATTERNS)):
             path = Path(self._datastore.image_path()) / name
             try:
@@ -169,7 +178,6 @@ class EchoDatastore(LocalDatastore):
             except EchoForgeError as err:
                 self._quarantine(path, err.problem)
         headers: dict[tuple[str, str], tuple[int, ...] | None] = {}
-        labels_root = Path(self._datastore.label_path(None))
         for tag_dir in sorted(p for p in labels_root.iterdir() if p.is_dir()):
             for name in self._list_files(str(tag_dir), list(IMAGE_PATTERNS)):
                 path = tag_dir / name

@@ -28,6 +28,14 @@ def compound_suffix(path: str | os.PathLike[str]) -> str:
     return Path(name).suffix
 
 
+PARTIAL_MARK = ".part"
+
+
+def is_partial_file(name: str) -> bool:
+    """True for the temporary file of an unfinished :func:`atomic_path` write (left by a killed process)."""
+    return name.startswith(".") and PARTIAL_MARK in name
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], allow_empty: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success move it onto ``path``, on error delete it.
@@ -42,7 +50,7 @@ def atomic_path(path: str | os.PathLike[str], allow_empty: bool = False) -> Iter
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     suffix = compound_suffix(target)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".part{suffix}", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f"{PARTIAL_MARK}{suffix}", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
