@@ -52,7 +52,10 @@ class Server:
 def start_server(studies: Path, conf: dict[str, str], app_dir: Path, env: dict[str, str] | None = None,
                  host: str = "127.0.0.1", headers: dict[str, str] | None = None, timeout: float = 180.0,
                  preexec_fn: Callable[[], None] | None = None) -> Server:
-    """Start the server and wait until ``/info/`` answers (with ``headers``); the log is ``app_dir/server.log``."""
+    """Start the server and wait until ``/info/`` answers; the log is ``app_dir/server.log``.
+
+    A server that needs an API key counts as up once it answers 401 (send ``headers`` to wait for 200).
+    """
     port = free_port()
     bin_dir = str(Path(sys.executable).parent)
     environment = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -73,7 +76,8 @@ def start_server(studies: Path, conf: dict[str, str], app_dir: Path, env: dict[s
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited ({proc.returncode}): {log_path.read_text()[-3000:]}")
             with contextlib.suppress(requests.ConnectionError, ValueError):
-                if requests.get(f"{server.url}/info/", headers=headers, timeout=5).json().get("name") == "EchoForge":
+                answer = requests.get(f"{server.url}/info/", headers=headers, timeout=5)
+                if (answer.status_code == 401 and not headers) or answer.json().get("name") == "EchoForge":
                     return server
             if time.time() > deadline:
                 raise TimeoutError(f"server did not answer within {timeout} s")

@@ -269,10 +269,16 @@ def test_infer_never_writes_a_clinicians_label(env):
     stored = env["studies"] / "labels" / "final" / f"{VIDEO}.nii.gz"
     before, info = stored.read_bytes(), _datastore(env)[VIDEO]["labels"]["final"]["info"]
     _refused(_infer(env, params={"save_label": True, "label_tag": "final"}), 422, "save_label")
-    _refused(_infer(env, params={"save_label": "true"}), 422, "save_label")
+    _refused(_infer(env, params={"save_label": "yes please"}), 422, "save_label")
     assert _infer(env, params={"label_tag": "final"}).status_code == 200
+    # a prediction may be kept under another tag (MONAI Label's pre-annotation), with no frame counted as drawn
+    assert _infer(env, params={"save_label": True}).status_code == 200
     assert stored.read_bytes() == before and _datastore(env)[VIDEO]["labels"]["final"]["info"] == info
     assert read_label_volume(stored).annotated == (0, 5)  # the frames travel in the label file itself
+    kept = _datastore(env)[VIDEO]["labels"]["original"]["info"]
+    assert kept["annotated_frames"] == [] and kept["annotated_source"] == "model prediction"
+    assert read_label_volume(env["studies"] / "labels" / "original" / f"{VIDEO}.nii.gz").annotated is None
+    assert requests.delete(f"{env['url']}/datastore/label?id={VIDEO}&tag=original", timeout=30).status_code == 200
 
 
 @pytest.mark.parametrize("frames", [[-17], [7.9], [True], [999], [3, 3], "x", "1;2", {"a": 1}])

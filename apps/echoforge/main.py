@@ -27,6 +27,7 @@ from typing import Any
 from fastapi import HTTPException
 from monailabel.config import settings as ml_settings
 from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.datastore import DefaultLabelTag
 from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
 from monailabel.utils.async_tasks.utils import processes, tasks
@@ -68,8 +69,10 @@ class EchoForgeApp(MONAILabelApp):
 
     # ------------------------------------------------------------------ wiring
     def init_datastore(self) -> EchoDatastore:
+        # a background task reads the datastore its server keeps: only the server ingests, reconciles and
+        # quarantines (a task doing so too would race with the server's own writes)
         return EchoDatastore(self.studies, auto_reload=ml_settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
-                             read_only=ml_settings.MONAI_LABEL_DATASTORE_READ_ONLY,
+                             read_only=ml_settings.MONAI_LABEL_DATASTORE_READ_ONLY or is_task_process(),
                              max_frames=self.app_settings.max_frames)
 
     def init_infers(self) -> dict[str, Any]:
@@ -117,35 +120,48 @@ class EchoForgeApp(MONAILabelApp):
         return finite_json(meta)
 
     def infer(self, request: dict[str, Any], datastore: Any = None) -> dict[str, Any]:
-        """Infer on a datastore id (or this request's own upload or session); never a path, never saving labels."""
+        """Infer on a datastore id (or this request's own upload or session), never a server path.
+
+        The prediction is never a clinician's label: ``save_label`` may keep it under another tag
+        (``original`` by default, MONAI Label's batch pre-annotation), with no frame marked annotated,
+        and is refused for ``final``.
+        """
         request = dict(request)
-        request["image"] = self._infer_image(request)
+        request["image"], image_id = self._infer_image(request)
         label = request.get("label")
         if label and not _in_request_folder(label):
             raise HTTPException(status_code=422, detail="label: send the drawn labels as the 'label' file part; "
                                                         "a server path is not accepted")
-        if flag(request, "save_label"):
-            raise HTTPException(status_code=422, detail="save_label: inference never saves labels here; save a "
-                                                        "label with PUT /datastore/label")
+        save = flag(request, "save_label")
+        tag = check_name(request.pop("label_tag", None) or DefaultLabelTag.ORIGINAL, "label_tag")
+        if save and (tag == DefaultLabelTag.FINAL.value or image_id is None):
+            raise HTTPException(status_code=422, detail=(
+                "save_label: a prediction is never saved as the clinician's final label (save that with PUT "
+                "/datastore/label)" if tag == DefaultLabelTag.FINAL.value else
+                "save_label: only a prediction for a datastore image can be saved"))
         request["save_label"] = False
-        request.pop("label_tag", None)
-        return super().infer(request, datastore)
+        result = super().infer(request, datastore)
+        if save:
+            self.datastore().save_label(image_id, result["file"], tag, {"model": request.get("model"),
+                                                                        "params": result["params"]})
+        return result
 
-    def _infer_image(self, request: dict[str, Any]) -> str:
+    def _infer_image(self, request: dict[str, Any]) -> tuple[str, str | None]:
+        """(the file to segment, its datastore id or None for this request's upload or session)."""
         image = request.get("image")
         session = request.get("session")
         if session is not None:  # MONAI Label put the session's own image here: check it is that one
             stored = self.sessions().get_session(session.get("name", ""), update_ts=False) if self.sessions() else None
             if stored is None or stored.image != image:
                 raise HTTPException(status_code=422, detail="session: unknown session or image")
-            return image
+            return image, None
         if isinstance(image, str) and _in_request_folder(image):
-            return image  # the 'file' part of this very request
+            return image, None  # the 'file' part of this very request
         image_id = check_name(image, "image id")
         uri = self.datastore().get_image_uri(image_id)
         if not uri:
             raise HTTPException(status_code=404, detail=f"unknown image id {image_id!r}")
-        return uri  # absolute: MONAI Label then takes it as the file (an id alone may name a file in its cwd)
+        return uri, image_id  # absolute: MONAI Label then takes it as the file (an id alone may name a file in its cwd)
 
     def next_sample(self, request: dict[str, Any]) -> dict[str, Any]:
         return finite_json(super().next_sample(request))

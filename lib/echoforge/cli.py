@@ -450,7 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run `monailabel start_server` with apps/echoforge on a studies folder.")
     p.add_argument("--studies", default="sample-data/studies")
     p.add_argument("--app", default=str(Path(__file__).resolve().parents[2] / "apps" / "echoforge"))
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1, this machine only); any other address makes "
+                        "every request need the server's API key (see apps/echoforge/README.md)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--conf", nargs=2, action="append", metavar=("KEY", "VALUE"), help="app configuration")
     p.set_defaults(func=cmd_serve)

@@ -232,8 +232,11 @@ class EchoVideo:
 
 
 def validate_labels(labels: np.ndarray, frames_shape: tuple[int, ...], annotated: Iterable[int] = (),
-                    source: str | None = None) -> tuple[np.ndarray, tuple[int, ...]]:
+                    source: str | None = None, require_foreground: bool = True) -> tuple[np.ndarray, tuple[int, ...]]:
     """Check a label volume against its video and return ``(labels uint8, annotated frames)``.
+
+    ``require_foreground=False`` accepts labels with no foreground at all (a model's prediction may
+    find nothing); annotated frames must still hold foreground.
 
     Raises:
         LabelShapeError: the shape differs from the frames'.
@@ -260,7 +263,7 @@ def validate_labels(labels: np.ndarray, frames_shape: tuple[int, ...], annotated
             source)
     arr = arr.astype(np.uint8, copy=False)
     foreground = arr.reshape(arr.shape[0], -1).any(axis=1)
-    if not foreground.any():
+    if require_foreground and not foreground.any():
         raise EmptyLabelError("the labels contain no foreground (every value is 0)", source)
     n = arr.shape[0]
     ann = sorted({_frame_number(a, source) for a in annotated})

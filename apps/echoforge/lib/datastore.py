@@ -18,7 +18,8 @@
   request (distinct frame numbers inside the video), or, for labels from MONAI Label's stock Slicer
   plugin (which writes 0 in frames nobody drew on), the frames holding foreground — is written into
   the stored label file's own header and into the label info. The stored file is the checked labels
-  rewritten on the video's geometry.
+  rewritten on the video's geometry. A model's prediction kept under another tag (``original``)
+  has no annotated frames.
 * **Durability**: every file (videos, labels, ``datastore_v2.json``) is written to a temporary file
   in its folder, synced and renamed, so a crash or a full disk (answered 507) leaves the previous
   version intact. On start, empty or unreadable videos and labels move to ``quarantine/`` with the
@@ -40,6 +41,7 @@ from typing import Any
 from fastapi import HTTPException
 from filelock import FileLock
 from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastore
+from monailabel.interfaces.datastore import DefaultLabelTag
 
 from echoforge.errors import EchoForgeError, InvalidVideoError, UnreadableFileError
 from echoforge.io import detached_data_file, load_video
@@ -291,6 +293,11 @@ class EchoDatastore(LocalDatastore):
         check_name(label_id, "image id")
         return super().get_label_info(label_id, check_name(label_tag, "label tag"))
 
+    def get_dataset_archive(self, limit_cases: int | None) -> str:
+        if not self.datalist():
+            raise HTTPException(status_code=404, detail="no video has a final label yet: there is nothing to archive")
+        return super().get_dataset_archive(limit_cases)
+
     # ------------------------------------------------------------------ images
     def add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any]) -> str:
         """An uploaded video: DICOM/AVI converted as on ingest, volumes checked; 4xx for anything else.
@@ -350,6 +357,8 @@ class EchoDatastore(LocalDatastore):
         label_tag = check_name(label_tag, "label tag")
         label_info = dict(label_info or {})
         check_finite(label_info, "params")
+        # a model's prediction (MONAI Label's batch pre-annotation) is kept, but no frame of it counts as drawn
+        prediction = label_tag != DefaultLabelTag.FINAL.value and "model" in label_info
         image_uri = self.get_image_uri(image_id)
         with http_errors():
             if detached_data_file(label_filename) is not None:
@@ -359,10 +368,13 @@ class EchoDatastore(LocalDatastore):
             volume = read_label_volume(label_filename)
             requested = frames(label_info.get("annotated_frames"), n_frames=shape[0])
             chosen = requested if requested is not None else volume.annotated
-            labels, annotated = validate_labels(volume.labels, shape, chosen or (), os.path.basename(label_filename))
+            labels, annotated = validate_labels(volume.labels, shape, () if prediction else chosen or (),
+                                                os.path.basename(label_filename), require_foreground=not prediction)
+            if prediction:
+                annotated = ()
             label_info["annotated_frames"] = list(annotated)
-            label_info["annotated_source"] = "request" if requested is not None else (
-                "label header" if volume.annotated else "frames with foreground")
+            label_info["annotated_source"] = "model prediction" if prediction else "request" if requested is not None \
+                else "label header" if volume.annotated else "frames with foreground"
             ext = compound_suffix(label_filename)
             ext = ext if ext in LABEL_EXTENSIONS else ".nii.gz"
             with FileLock(self._lock_file):
