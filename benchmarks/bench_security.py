@@ -94,7 +94,7 @@ def run_scenario(url: str, work, clients: int, seconds: float) -> dict:
 
 
 def measure(label: str, studies: Path, app_source: Path | None, tmp: Path, repeats: int, seconds: float) -> list:
-    app = copy_app(tmp / label)
+    app = copy_app(tmp / label.replace(" ", "_"))  # the monailabel launcher splits paths at spaces
     if app_source is not None:  # the baseline's app folder instead of this tree's
         shutil.rmtree(app)
         shutil.copytree(app_source / "apps" / "echoforge", app)

@@ -99,7 +99,7 @@ class EchoDatastore(LocalDatastore):
         self._studies = Path(studies).resolve()
         self._max_frames = max_frames
         self._ignored_names: set[str] = set()
-        self._started = False
+        self._started = read_only  # the start-up checks (quarantine, clean-up) only where files may be changed
         super().__init__(str(self._studies), extensions=list(IMAGE_PATTERNS + INGEST_PATTERNS),
                          auto_reload=auto_reload, read_only=read_only)
 

@@ -16,7 +16,7 @@ adapt                  auto      per-video adaptation before "segment the rest":
                                  video looks unlike the training data), ``on``, ``off``
 adapt_steps            24        adaptation steps
 chunk                  16        frames per inference batch (1 = streaming)
-max_upload_mb          512       largest request body (upload, label, session) in MB; larger
+max_upload_mb          256       largest request body (upload, label, session) in MB; larger
                                  ones are refused with 413
 max_frames             1000      most frames a video may have (upload, ingest, infer); 422
 max_adapt_steps        200       largest ``adapt_steps`` a request may ask for; 422
@@ -56,7 +56,7 @@ class AppSettings:
     adapt: str = "auto"
     adapt_steps: int = 24
     chunk: int = 16
-    max_upload_mb: int = 512
+    max_upload_mb: int = 256
     max_frames: int = 1000
     max_adapt_steps: int = 200
     max_chunk: int = 64
