@@ -56,6 +56,14 @@ def lab(tmp_path_factory):
         state["server"].stop()
 
 
+@pytest.fixture(autouse=True)
+def no_server_left(lab):
+    """A test that fails midway leaves no server behind for the next one to meet."""
+    yield
+    if lab["server"] is not None:
+        _stop(lab)
+
+
 def _start(lab):
     lab["server"] = start_server(lab["studies"], CONF, lab["app"])
     return lab["server"].url
@@ -136,13 +144,14 @@ def test_kill_during_label_saves_leaves_the_old_or_the_new_label(lab):
     watcher.join()
     assert caught.is_set(), "no save was caught mid-write"
     lab["server"] = None
+    unfinished = [n for n in os.listdir(folder) if ".part" in n]  # empty when the kill landed just after a rename
 
     url = _start(lab)  # restart after the crash
     stored = read_label_volume(_stored(lab))
     assert np.array_equal(stored.labels, old) or np.array_equal(stored.labels, new)
     assert _label_info(url)["annotated_frames"] == list(stored.annotated) and stored.annotated in ((0, 5), (2, 7))
-    assert not [n for n in os.listdir(folder) if n.startswith(".")]  # the unfinished write was cleared away
-    assert "a write that never finished" in lab["server"].log.read_text()
+    assert not [n for n in os.listdir(folder) if n.startswith(".")]  # an unfinished write is cleared away
+    assert not unfinished or "a write that never finished" in lab["server"].log.read_text()
     _stop(lab)
 
 
