@@ -232,7 +232,7 @@ def test_12_background_training_status_and_conflict(env):
     assert r.status_code == 200 and r.json()["status"] in ("SUBMITTED", "RUNNING")
     time.sleep(1.0)
     r2 = requests.post(f"{env['url']}/train/echoforge", json={"max_epochs": 1}, timeout=60)
-    assert r2.status_code == 429 and "Already Running" in r2.json()["detail"]
+    assert r2.status_code == 429 and "already running" in r2.json()["detail"].lower()
     deadline = time.time() + 400
     status = {}
     while time.time() < deadline:

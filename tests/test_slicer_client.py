@@ -448,3 +448,44 @@ def test_17_an_uncalibrated_dicom_cine_gets_no_ml_and_the_server_agrees(env, pan
     row = widget.logic.measurement_rows()[0]
     assert row["edv_ml"] is None and row["esv_ml"] is None and row["ef"] is not None
     assert widget.resultsTable.item(0, 4).text() == "-"
+
+
+def test_16_the_api_key_travels_as_a_bearer_token_and_a_busy_server_is_said_plainly():
+    """Against an HTTP server that records what it receives and answers 503 (the key check itself: test_auth.py)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from EchoForgeLib import EchoForgeClientError, ServerBusyError
+
+    received: list[str | None] = []
+
+    class Busy(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            received.append(self.headers.get("Authorization"))
+            body = b'{"detail": "the server is busy: 5 requests are running or waiting; try again in a moment"}'
+            self.send_response(503)
+            self.send_header("Retry-After", "7")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(ServerBusyError) as busy:
+            EchoForgeClient(url, timeout=5, api_key="the-key-0123456789").info()
+        assert busy.value.retry_after == 7 and "try again in 7 s" in str(busy.value)
+        with pytest.raises(ServerBusyError):
+            EchoForgeClient(url, timeout=5, token="a-site-token").info()  # an identity server's token, sent alike
+        with pytest.raises(ServerBusyError):
+            EchoForgeClient(url, timeout=5).info()
+        assert received == ["Bearer the-key-0123456789", "Bearer a-site-token", None]
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(EchoForgeClientError, match="not both"):
+        EchoForgeClient(url, api_key="one-key-0123456789", token="another-token")

@@ -259,6 +259,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, config, _ = load_model(args.model or default_checkpoint(), device=device)
     video = load_video(args.input, labels=args.labels)
+    if not args.labels:  # a dataset's own reference (e.g. CAMUS _gt) is not a drawing: only --labels is
+        video = video.with_labels(None)
     if args.annotated:
         if video.labels is None:
             raise EchoForgeError("--annotated needs --labels (the frames you drew)", args.input)
@@ -456,7 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "PACS's DICOMweb root (http://HOST:PORT/dicom-web).")
     p.add_argument("--studies", default="sample-data/studies", help="studies folder, or a DICOMweb URL")
     p.add_argument("--app", default=str(Path(__file__).resolve().parents[2] / "apps" / "echoforge"))
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1, this machine only); any other address makes "
+                        "every request need the server's API key (see apps/echoforge/README.md)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--conf", nargs=2, action="append", metavar=("KEY", "VALUE"), help="app configuration")
     p.set_defaults(func=cmd_serve)

@@ -14,7 +14,7 @@ import numpy as np
 
 from echoforge import labels as L
 from echoforge.errors import EchoForgeError
-from echoforge.io.atomic import write_json_atomic
+from echoforge.io.atomic import finite_json, write_json_atomic
 from echoforge.video import EchoVideo
 
 
@@ -33,31 +33,46 @@ def lv_volume_curve(labels: np.ndarray, spacing: tuple[float, float] | None) -> 
     return curve
 
 
+#: the single-beat keys every measurement result carries (``None`` when unavailable)
+MEASUREMENT_KEYS = ("available", "reason", "ed", "es", "ed_time_ms", "es_time_ms", "area_unit", "ed_area", "es_area",
+                    "fac", "smoothness", "edv_disks_ml", "esv_disks_ml", "ef_disks", "edv_area_length_ml",
+                    "esv_area_length_ml", "ef_area_length", "ef", "length_unit", "length_ed", "length_es")
+
+
 def measurements(labels: np.ndarray, spacing: tuple[float, float] | None,
                  frame_time_ms: float | None = None) -> dict[str, Any]:
     """ED/ES, area and volume curves, EDV/ESV/EF of ``labels`` (T×H×W, every frame segmented).
 
-    Never raises on a poor segmentation: when ED/ES cannot be measured (no LV on them) the result
-    says so in ``reason`` and still carries the area curve.
+    Never raises on a poor segmentation: when ED/ES cannot be measured (no LV on them, a single
+    frame, ED and ES on the same frame) the result says so in ``reason``, ``available`` is false, EF
+    is ``None``, and the area curve is still there. No value is NaN or infinite (``None`` instead).
     """
-    from echoforge.metrics.clinical import lv_area_curve, measure_labels
+    from echoforge.metrics.clinical import measure_labels
 
-    keys = ("available", "reason", "ed", "es", "ed_time_ms", "es_time_ms", "area_unit", "ed_area", "es_area", "fac",
-            "smoothness", "edv_disks_ml", "esv_disks_ml", "ef_disks", "edv_area_length_ml", "esv_area_length_ml",
-            "ef_area_length", "ef", "length_unit", "length_ed", "length_es")
+    if labels.shape[0] < 2:
+        return _unavailable(labels, spacing, "a single frame: ED, ES and EF need the frames of a heartbeat")
     try:
         m = measure_labels(labels, spacing, frame_time_ms)
-    except EchoForgeError as err:  # the same keys, unavailable, with the reason
-        areas = lv_area_curve(labels, spacing)
-        return {**dict.fromkeys(keys), "available": False, "reason": err.problem,
-                "area_unit": "mm²" if spacing else "px²", "areas": [round(float(a), 3) for a in areas],
-                "volumes_ml": [None] * labels.shape[0]}
-    out = {k: m.get(k) for k in keys}
+    except EchoForgeError as err:
+        return _unavailable(labels, spacing, err.problem)
+    if m["ed"] == m["es"]:
+        return _unavailable(labels, spacing, f"ED and ES fall on the same frame ({m['ed']}): the LV area does "
+                                             "not change over the video, so there is no EF to report")
+    out = {k: m.get(k) for k in MEASUREMENT_KEYS}
     out["areas"] = [round(float(a), 3) for a in m["areas"]]
     out["volumes_ml"] = lv_volume_curve(labels, spacing)
     if spacing is None:
         out["ef_note"] = "no pixel spacing: EF from pixel areas (scale-free), volumes unavailable"
-    return out
+    return finite_json(out)
+
+
+def _unavailable(labels: np.ndarray, spacing: tuple[float, float] | None, reason: str) -> dict[str, Any]:
+    from echoforge.metrics.clinical import lv_area_curve
+
+    areas = lv_area_curve(labels, spacing)  # the same keys as a measured video, unavailable, with the reason
+    return finite_json({**dict.fromkeys(MEASUREMENT_KEYS), "available": False, "reason": reason,
+                        "area_unit": "mm²" if spacing else "px²", "areas": [round(float(a), 3) for a in areas],
+                        "volumes_ml": [None] * labels.shape[0]})
 
 
 def video_report(video: EchoVideo, labels: np.ndarray, segmentation: Any | None = None,

@@ -232,8 +232,11 @@ class EchoVideo:
 
 
 def validate_labels(labels: np.ndarray, frames_shape: tuple[int, ...], annotated: Iterable[int] = (),
-                    source: str | None = None) -> tuple[np.ndarray, tuple[int, ...]]:
+                    source: str | None = None, require_foreground: bool = True) -> tuple[np.ndarray, tuple[int, ...]]:
     """Check a label volume against its video and return ``(labels uint8, annotated frames)``.
+
+    ``require_foreground=False`` accepts labels with no foreground at all (a model's prediction may
+    find nothing); annotated frames must still hold foreground.
 
     Raises:
         LabelShapeError: the shape differs from the frames'.
@@ -260,17 +263,23 @@ def validate_labels(labels: np.ndarray, frames_shape: tuple[int, ...], annotated
             source)
     arr = arr.astype(np.uint8, copy=False)
     foreground = arr.reshape(arr.shape[0], -1).any(axis=1)
-    if not foreground.any():
+    if require_foreground and not foreground.any():
         raise EmptyLabelError("the labels contain no foreground (every value is 0)", source)
     n = arr.shape[0]
-    ann = sorted({int(a) for a in annotated})
+    ann = sorted({_frame_number(a, source) for a in annotated})
     if not ann:
         ann = [int(i) for i in np.flatnonzero(foreground)]
     for a in ann:
-        if not -n <= a < n:
+        if not 0 <= a < n:
             raise UnknownFrameError(f"annotated frame {a} is outside the video (0..{n - 1})", source)
-    ann = sorted({a % n for a in ann})
     empty = [a for a in ann if not foreground[a]]
     if empty:
         raise EmptyLabelError(f"annotated frame(s) {empty} contain no foreground", source)
     return arr, tuple(ann)
+
+
+def _frame_number(value: Any, source: str | None) -> int:
+    """A frame index as given: a whole number (``True`` or ``7.9`` are not frame numbers)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise UnknownFrameError(f"annotated frames must be whole frame numbers, got {value!r}", source)
+    return int(value)

@@ -18,7 +18,6 @@ report's pictures with Slicer's plot and slice views.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import os
 import tempfile
@@ -972,7 +971,7 @@ class EchoForgeLogic(ScriptedLoadableModuleLogic):
 
     # ------------------------------------------------------------------ server
     def connect(self, url: str, api_key: Optional[str] = None) -> dict[str, Any]:
-        client = make_client(url, api_key)
+        client = EchoForgeClient(url, api_key=api_key)
         info = client.info()
         self.client = client
         model = (info.get("models") or {}).get(client.model) or {}
@@ -1284,13 +1283,6 @@ class EchoForgeLogic(ScriptedLoadableModuleLogic):
         self.cines.clear()
         self.session = self.cine = None
         self._edited_frames.clear()
-
-
-def make_client(url: str, api_key: Optional[str]) -> EchoForgeClient:
-    """A client sending ``api_key`` as a bearer token (``api_key=``, or ``token=`` for clients without it)."""
-    if "api_key" in inspect.signature(EchoForgeClient).parameters:
-        return EchoForgeClient(url, api_key=api_key)
-    return EchoForgeClient(url, token=api_key)
 
 
 # ---------------------------------------------------------------------------------------------- node conversion

@@ -147,7 +147,8 @@ def series_filter() -> dict[str, Any]:
 class DicomWebDatastore(EchoDatastore):
     """The EchoForge datastore on a DICOMweb PACS, with a local cache (see the module docstring)."""
 
-    def __init__(self, url: str, client: DICOMwebClient | None = None, cache: str | os.PathLike[str] | None = None):
+    def __init__(self, url: str, client: DICOMwebClient | None = None, cache: str | os.PathLike[str] | None = None,
+                 read_only: bool = False, max_frames: int = 1000):
         self.url = url.rstrip("/")
         self.client = client or make_client(self.url)
         self.cache = Path(cache) if cache else cache_folder(self.url)
@@ -159,7 +160,7 @@ class DicomWebDatastore(EchoDatastore):
         self._seen_segs: dict[str, str | None] = {}  # SEG instance → the cine it references (None: not ours)
         self._listed_at = -math.inf
         self._reported: set[str] = set()
-        super().__init__(str(self.cache), auto_reload=False, read_only=False)
+        super().__init__(str(self.cache), auto_reload=False, read_only=read_only, max_frames=max_frames)
         logger.info(f"DICOMweb datastore on {self.url}; cache {self.cache}")
 
     def name(self) -> str:

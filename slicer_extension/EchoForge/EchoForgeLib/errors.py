@@ -13,6 +13,8 @@ in the module (nothing annotated, an unreadable file, a frame that cannot be mea
 
 from __future__ import annotations
 
+from typing import Optional
+
 
 class EchoForgeModuleError(Exception):
     """Base class of every error the EchoForge module reports to its user."""
@@ -41,6 +43,20 @@ class ServerRejectedError(EchoForgeClientError):
     def __init__(self, message: str, status: int, detail: str):
         super().__init__(message)
         self.status = status
+        self.detail = detail
+
+
+class ServerBusyError(EchoForgeClientError):
+    """The server is up but has too much work queued (HTTP 503); try again after ``retry_after`` seconds.
+
+    Attributes:
+        retry_after: the seconds the server asked to wait (``None`` when it did not say).
+        detail: the server's own explanation.
+    """
+
+    def __init__(self, message: str, retry_after: Optional[float], detail: str):
+        super().__init__(message)
+        self.retry_after = retry_after
         self.detail = detail
 
 
