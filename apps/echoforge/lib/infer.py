@@ -14,7 +14,12 @@ and inference never saves a label: a clinician's labels change only by ``PUT /da
 
 Result: a uint8 label volume on the image's geometry (0 background, 1 LV cavity, 2 myocardium,
 3 left atrium) and JSON with ED/ES, the LV area and volume curves, EDV/ESV/EF where the spacing
-allows, the annotated frames, per-frame confidence, and what adaptation did.
+allows, the annotated frames, per-frame confidence, ``next_frame_to_draw`` (where the propagation
+is least certain: drawing it there helps most) with each frame's ``frame_disagreement`` between
+forward and backward propagation, ``warnings`` about the drawn frames (one drawn frame, a
+structure missing on some, two that disagree; a drawn frame without an LV is a 422), and what
+adaptation did (``adapt=auto`` adapts only when the drawn frames are not re-found from each other
+with a Dice of at least ``fit_threshold``: ``propagation_fit``).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Any
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from echoforge import labels as L
-from echoforge.engine.adapt import AdaptConfig, adapt_to_video, shift_score
+from echoforge.engine.adapt import AdaptConfig, adapt_to_video, prepare, propagation_fit, shift_score
 from echoforge.engine.inference import segment_video
 from echoforge.errors import UnreadableFileError
 from echoforge.io.atomic import compound_suffix, finite_json
@@ -85,13 +90,7 @@ class EchoForgeInfer(InferTask):
         model, payload = self.store.get()
         info: dict[str, Any] = {"model": self.store.version()[0], "adapted": False}
         if video.has_labels and adapt in ("auto", "on", "true"):
-            stats = payload.get("feature_stats")
-            score = shift_score(model, video, stats, self.store.device) if stats else None
-            info["shift_score"] = score
-            info["shift_threshold"] = stats["threshold"] if stats else None
-            if adapt in ("on", "true") or (score is not None and score > stats["threshold"]):
-                model, info["adaptation"] = adapt_to_video(model, video, AdaptConfig(steps=steps), self.store.device)
-                info["adapted"] = True
+            model = self._adapt(model, payload, video, adapt in ("on", "true"), steps, info)
         seg = segment_video(model, video, use_annotations=True, chunk=chunk, device=self.store.device)
         extension = extension or compound_suffix(image)
         fd, out = tempfile.mkstemp(suffix=extension if extension in RESULT_EXTENSIONS else ".nrrd")
@@ -104,7 +103,25 @@ class EchoForgeInfer(InferTask):
         params = {"label_names": LABELS, "annotated_frames": list(seg.annotated), "frames": video.n_frames,
                   "seconds": round(seg.seconds, 3), "fps": round(video.n_frames / max(seg.seconds, 1e-6), 2),
                   "frame_confidence": [round(float(c), 4) for c in seg.confidence],
+                  "next_frame_to_draw": seg.extra.get("next_frame"),
+                  "frame_disagreement": seg.extra.get("disagreement"), "warnings": seg.extra.get("warnings", []),
                   "measurements": measurements(seg.labels, video.spacing, video.frame_time_ms), **info}
         logger.info(f"EchoForge infer: {video.n_frames} frames in {seg.seconds:.2f} s, "
                     f"annotated {list(seg.annotated)}, adapted {info['adapted']}")
         return out, finite_json(params)
+
+    def _adapt(self, model: Any, payload: dict[str, Any], video: Any, always: bool, steps: int,
+               info: dict[str, Any]) -> Any:
+        """Per-video adaptation (``on``), or ``auto``: only when the drawn frames are not re-found well
+        from each other (:func:`echoforge.engine.adapt.propagation_fit` below ``auto_threshold``)."""
+        device = self.store.device
+        config = AdaptConfig(steps=steps)
+        views = prepare(model, video, config, device)
+        fit = propagation_fit(model, views[0])
+        stats = payload.get("feature_stats")
+        info.update({"propagation_fit": fit, "fit_threshold": config.auto_threshold,
+                     "shift_score": shift_score(model, video, stats, device) if stats else None})
+        if always or (fit is not None and fit < config.auto_threshold):
+            model, info["adaptation"] = adapt_to_video(model, video, config, device, views=views)
+            info["adapted"] = True
+        return model

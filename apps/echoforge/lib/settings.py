@@ -13,8 +13,8 @@ batch_size             2         clips per training step
 clip_frames            10        frames per training clip
 auto_train_every       1         retrain in the background after every K saved labels (0 = never)
 adapt                  auto      per-video adaptation before "segment the rest": ``auto`` (when the
-                                 video looks unlike the training data), ``on``, ``off``
-adapt_steps            24        adaptation steps
+                                 drawn frames are not re-found from each other), ``on``, ``off``
+adapt_steps            12        adaptation steps (at most; adaptation stops when the drawn frames fit)
 chunk                  16        frames per inference batch (1 = streaming)
 max_upload_mb          256       largest request body (upload, label, session) in MB; larger
                                  ones are refused with 413
@@ -54,7 +54,7 @@ class AppSettings:
     clip_frames: int = 10
     auto_train_every: int = 1
     adapt: str = "auto"
-    adapt_steps: int = 24
+    adapt_steps: int = 12
     chunk: int = 16
     max_upload_mb: int = 256
     max_frames: int = 1000

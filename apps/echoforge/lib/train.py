@@ -1,7 +1,8 @@
 """Train task ``echoforge``: semi-supervised retraining on the clinicians' annotated frames.
 
 Every video with a ``final`` label and at least one annotated frame takes part; its annotated
-frames teach directly and CPR reforges pseudo-labels for all its other frames (FlameRise).
+frames teach directly and CPR reforges pseudo-labels for all its other frames (FlameRise), starting
+from the serving model's own "segment the rest" of the video (so they teach from the first epoch).
 Training starts from the model that serves now, runs on CUDA when present (AMP) and on the CPU
 otherwise, and publishes the new weights atomically at the end (``model/echoforge.pt``): a run that
 is stopped or fails leaves the previous model serving. Only one run trains at a time, even across
@@ -110,9 +111,13 @@ class EchoForgeTrain(TrainTask):
         model, _ = self.store.get()
         config = model.config
         epochs, clip_frames = options["epochs"], options["clip_frames"]
-        clips = [make_clip(video, tuple(config.input_size), clip_frames, "all", video_id=vid) for vid, video in items]
+        clips = [make_clip(video, tuple(config.input_size), clip_frames, "all", video_id=vid,
+                           priors=config.use_flow_prior, mode=config.mode) for vid, video in items]
+        # CPR's bank starts from the serving model's own "segment the rest" of each video (Trainer.seed_bank),
+        # so the pseudo-labels teach from the first epoch: no burn-in
         train_config = TrainConfig(epochs=epochs, batch_size=options["batch_size"], lr=options["lr"], labelled="all",
-                                   clip_frames=clip_frames, device=self.settings.device, progress=False)
+                                   clip_frames=clip_frames, device=self.settings.device, progress=False,
+                                   burn_in=0.0, ramp_end=0.3)
         run_dir = self.store.model_dir / "runs" / time.strftime("%Y%m%d_%H%M%S")
         started = time.time()
         logger.info(f"EchoForge training: {len(clips)} annotated videos, {epochs} epochs, run folder {run_dir}")
