@@ -275,6 +275,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
     report = video_report(video, seg.labels, seg, report_path=args.report, montage_path=montage)
     print(f"wrote {args.out}: {video.n_frames} frames in {seg.seconds:.2f} s "
           f"({video.n_frames / seg.seconds:.1f} frames/s)")
+    for warning in seg.extra.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+    if seg.extra.get("next_frame") is not None:
+        print(f"the propagation is least certain at frame {seg.extra['next_frame']}: draw it next to help most")
     m = report["measurements"]
     print(_format_table([("ED frame", m.get("ed")), ("ES frame", m.get("es")),
                          ("EDV (ml)", _round(m.get("edv_disks_ml"))), ("ESV (ml)", _round(m.get("esv_disks_ml"))),

@@ -88,6 +88,8 @@ def video_report(video: EchoVideo, labels: np.ndarray, segmentation: Any | None 
         report["annotated_frames"] = list(segmentation.annotated)
         report["seconds"] = round(segmentation.seconds, 3)
         report["frame_confidence"] = [round(float(c), 4) for c in segmentation.confidence]
+        report["next_frame_to_draw"] = segmentation.extra.get("next_frame")
+        report["warnings"] = segmentation.extra.get("warnings", [])
     if montage_path:
         report["montage_png"] = str(write_ed_es_montage(video.frames, labels, m.get("ed"), m.get("es"), montage_path))
     if report_path:
