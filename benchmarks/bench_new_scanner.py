@@ -49,13 +49,13 @@ from tqdm import tqdm  # noqa: E402
 
 from echoforge.engine.adapt import AdaptConfig, adapt_to_video  # noqa: E402
 from echoforge.engine.checkpoint import load_model  # noqa: E402
-from echoforge.engine.clips import make_clip  # noqa: E402
+from echoforge.engine.clips import cycle_clips  # noqa: E402
 from echoforge.engine.inference import segment_video  # noqa: E402
 from echoforge.engine.propagation import copy_nearest, flow_propagation  # noqa: E402
 from echoforge.engine.train import TrainConfig, Trainer  # noqa: E402
 from echoforge.metrics.overlap import overlap_metrics  # noqa: E402
 from echoforge.nets import get_config  # noqa: E402
-from echoforge.phantom.families import TEST_FAMILIES, TRAIN_FAMILIES, make_family_patient  # noqa: E402
+from echoforge.phantom.families import TEST_FAMILIES, TRAIN_FAMILIES, family_cine  # noqa: E402
 from echoforge.video import EchoVideo  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -77,32 +77,6 @@ class Sizes:
 
 
 # ---------------------------------------------------------------------------------------- data
-def beats(volumes: np.ndarray) -> list[tuple[int, int]]:
-    """(ED, ES) of every complete beat of a true LV volume curve: a local maximum, then the next local minimum."""
-    v = np.asarray(volumes)
-    maxima = [t for t in range(1, len(v) - 1) if v[t] >= v[t - 1] and v[t] > v[t + 1]]
-    minima = [t for t in range(1, len(v) - 1) if v[t] <= v[t - 1] and v[t] < v[t + 1]]
-    out = []
-    for ed in maxima:
-        later = [es for es in minima if es > ed]
-        if later:
-            out.append((ed, later[0]))
-    return out
-
-
-def render(seed: int, family: str, view: str, cycles: float, start_random: bool = True) -> EchoVideo:
-    """A clip of ``cycles`` heart beats at the family's frame rate, full labels, ED/ES of its first beat."""
-    patient = make_family_patient(seed, family)
-    fps = patient.acquisition.fps
-    rng = np.random.default_rng([seed, 7])
-    start = float(rng.uniform(0.0, 1.0)) if start_random else -0.05
-    n = int(round(cycles * patient.period_s * fps))
-    video = patient.render(view, size=SIZE, fps=fps, n_frames=n, start_phase=start)
-    found = beats(np.asarray(video.meta["true_lv_volume_ml"]))
-    ed, es = found[0] if found else (video.ed, video.es)
-    return video.replace(ed=ed, es=es, meta={**video.meta, "family": family, "beats": found})
-
-
 def drawn_frames(video: EchoVideo, frames: tuple[int, ...]) -> EchoVideo:
     return video.with_labels(video.labels, annotated=tuple(sorted(set(frames))))
 
@@ -119,11 +93,11 @@ def dataset(kind: str, sizes: Sizes) -> list[EchoVideo]:
         for i in tqdm(range(count), desc=f"phantom {kind}"):
             family = TRAIN_FAMILIES[i % len(TRAIN_FAMILIES)]
             for view in ("2CH", "4CH"):
-                videos.append(render(seed0 + i, family, view, 1.25, start_random=False))
+                videos.append(family_cine(seed0 + i, family, view, 1.25, SIZE, random_start=False))
     else:
         for family in TEST_FAMILIES:
             for i in tqdm(range(count), desc=f"phantom {kind} {family}"):
-                videos.append(render(seed0 + i, family, ("4CH", "2CH")[i % 2], sizes.cycles))
+                videos.append(family_cine(seed0 + i, family, ("4CH", "2CH")[i % 2], sizes.cycles, SIZE))
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save([_to_dict(v) for v in videos], path)
     return videos
@@ -143,22 +117,7 @@ def _from_dict(d: dict[str, Any]) -> EchoVideo:
 
 
 def training_clips(videos: list[EchoVideo], labelled: str = "ed-es") -> list:
-    """Systole (ED → ES) and diastole (ES → next ED) clips of each training video, ED/ES labelled."""
-    clips = []
-    for k, video in enumerate(videos):
-        ed, es = video.ed, video.es
-        halves = [(ed, es)]
-        area = (video.labels == 1).sum(axis=(1, 2))
-        refill = [t for t in range(es + 1, video.n_frames - 1) if area[t] >= area[t - 1] and area[t] > area[t + 1]]
-        if refill:  # the next end-diastole
-            halves.append((es, refill[0]))
-        for h, (a, b) in enumerate(halves):
-            # the diastolic half has no ED → ES span: its clip runs over its two drawn ends, forwards in time
-            part = video.select(range(a, b + 1)).replace(ed=0 if h == 0 else None, es=b - a if h == 0 else None)
-            sparse = part if labelled == "all" else part.with_labels(part.labels, annotated=(0, b - a))
-            clip = make_clip(sparse, SIZE, 10, "all", reference=part, video_id=f"v{k}_{h}", priors=True)
-            clips.append(clip)
-    return clips
+    return cycle_clips(videos, SIZE, labelled)
 
 
 # ---------------------------------------------------------------------------------------- scoring
@@ -212,11 +171,11 @@ def train(name: str, seed: int, sizes: Sizes, train_clips: list, val_clips: list
     return done
 
 
-def arc_cpr_activity(run_dir: Path) -> dict[str, float]:
-    """The last epoch's ARC and CPR diagnostics of a training run."""
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    record = json.loads(lines[-1])
-    return {k: record[k] for k in record if k.startswith(("arc_", "cpr_"))}
+def arc_cpr_activity(run_dir: Path) -> dict[str, list[float]]:
+    """ARC's and CPR's diagnostics of a training run, one value per epoch (an inert part shows as a number)."""
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    keys = sorted({k for r in records for k in r if k.startswith(("arc_", "cpr_"))})
+    return {k: [r.get(k) for r in records] for k in keys}
 
 
 # ---------------------------------------------------------------------------------------- rows
@@ -367,7 +326,8 @@ def main() -> None:
           f"({len(train_clips)} systole/diastole clips, ED/ES labels only), {sizes.epochs} epochs. Test: "
           f"{len(test_videos)} videos of held-out families {', '.join(TEST_FAMILIES)}, "
           f"{sizes.cycles} cycles each from a random phase. Dice in %, on undrawn frames.", "",
-          table(rows, columns), "", "ARC/CPR activity at the end of training: " + json.dumps(activity)]
+          table(rows, columns), "", "ARC/CPR activity in the last training epoch: "
+          + json.dumps({run: {k: v[-1] for k, v in a.items()} for run, a in activity.items()})]
     print("\n".join(md))
     write_results(args.name,
                   {"rows": rows, "sizes": vars(sizes), "activity": activity}, "\n".join(md))

@@ -256,6 +256,31 @@ def load_dataset(data: str | os.PathLike[str], layout: str, subset: str | None =
     return items
 
 
+def cycle_clips(videos: list[EchoVideo], input_size: tuple[int, int], labelled: str = "ed-es",
+                priors: bool = True, mode: str = "camus") -> list[Clip]:
+    """Systole (ED → ES) and diastole (ES → the next ED) clips of fully labelled cine videos.
+
+    Each half is labelled at its two ends (``ed-es``) or on every frame (``all``, an oracle); the
+    full labels stay as the clip's reference (diagnostics only). The next ED is the first local
+    maximum of the LV area after ES. With ``priors``, each clip carries its flow priors.
+    """
+    clips = []
+    for k, video in enumerate(videos):
+        ed, es = video.ed, video.es
+        halves = [(ed, es)]
+        area = (video.labels == L.LV).sum(axis=(1, 2))
+        refill = [t for t in range(es + 1, video.n_frames - 1) if area[t] >= area[t - 1] and area[t] > area[t + 1]]
+        if refill:
+            halves.append((es, refill[0]))
+        for h, (a, b) in enumerate(halves):
+            # the diastolic half has no ED → ES span: its clip runs over its two drawn ends, forwards in time
+            part = video.select(range(a, b + 1)).replace(ed=0 if h == 0 else None, es=b - a if h == 0 else None)
+            sparse = part if labelled == "all" else part.with_labels(part.labels, annotated=(0, b - a))
+            clips.append(make_clip(sparse, input_size, 10, "all", reference=part, video_id=f"{video.source}:{k}:{h}",
+                                   priors=priors, mode=mode))
+    return clips
+
+
 def training_clips(items: list[tuple[str, EchoVideo, EchoVideo | None]], input_size: tuple[int, int],
                    n_frames: int = 10, labelled: str = "ed-es") -> list[Clip]:
     """Clips of the videos that have at least one annotated frame (others cannot teach)."""

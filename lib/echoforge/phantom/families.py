@@ -153,6 +153,30 @@ def make_family_patient(seed: int, family: str):  # noqa: ANN201 (a PhantomPatie
     return PhantomPatient(seed, anatomy, cycle, style, family=family, acquisition=acquisition)
 
 
+def true_beats(volumes: np.ndarray) -> list[tuple[int, int]]:
+    """(ED, ES) frames of every complete beat of a true LV volume curve: a local maximum, then the
+    next local minimum."""
+    v = np.asarray(volumes)
+    maxima = [t for t in range(1, len(v) - 1) if v[t] >= v[t - 1] and v[t] > v[t + 1]]
+    minima = [t for t in range(1, len(v) - 1) if v[t] <= v[t - 1] and v[t] < v[t + 1]]
+    return [(ed, next(es for es in minima if es > ed)) for ed in maxima if any(es > ed for es in minima)]
+
+
+def family_cine(seed: int, family: str, view: str, cycles: float, size: tuple[int, int] = (112, 112),
+                random_start: bool = True):  # noqa: ANN201 (an EchoVideo)
+    """A clip of ``cycles`` heart beats of patient ``seed`` of ``family`` at its frame rate, with full
+    labels; ED/ES are those of its first complete beat and ``meta["beats"]`` lists every beat. It starts
+    at a random phase (``random_start``) or just before end-diastole."""
+    patient = make_family_patient(seed, family)
+    fps = patient.acquisition.fps
+    start = float(np.random.default_rng([seed, 7]).uniform(0.0, 1.0)) if random_start else -0.05
+    video = patient.render(view, size=size, fps=fps, n_frames=int(round(cycles * patient.period_s * fps)),
+                           start_phase=start)
+    found = true_beats(np.asarray(video.meta["true_lv_volume_ml"]))
+    ed, es = found[0] if found else (video.ed, video.es)
+    return video.replace(ed=ed, es=es, meta={**video.meta, "beats": found})
+
+
 def apply_acquisition(frames: np.ndarray, labels: np.ndarray, sector: np.ndarray, acquisition: Acquisition,
                       spacing_mm: float, frame_time_ms: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Resolution loss and probe motion on rendered ``T×H×W`` frames, labels and the ``H×W`` sector.
