@@ -12,8 +12,9 @@ On a CUDA machine (a few minutes):
    (hardware not stated there);
 3. training: ``--steps`` semi-supervised steps (CPR, FlameRise over the run) of ``paper`` with AMP and
    channels-last on phantom clips, batch 4 — steps/s and the loss going down;
-4. per-video adaptation ("segment the rest" after two drawn frames): seconds for the default 24
-   steps, ``paper`` and ``light``;
+4. per-video adaptation ("segment the rest" after two drawn frames): seconds for the default
+   steps, ``paper`` and ``light``; two AMP training steps of every configuration and ablation
+   (CUDA autocast refuses some ops: each one must train);
 5. archive throughput: ``echoforge segment``'s batch engine over ``--archive-videos`` EchoNet-style
    112×112 AVIs with the shipped ``light`` model and with ``paper`` — videos/s and frames/s.
 
@@ -68,7 +69,7 @@ class Plan:
     clip_frames: int = 10
     stream_frames: int = 200
     repeats: int = 10
-    adapt_steps: int = 24
+    adapt_steps: int = AdaptConfig.steps
     archive_videos: int = 16
     archive_frames: int = 177
     smoke: bool = False
@@ -173,6 +174,34 @@ def training(plan: Plan) -> tuple[dict[str, Any], torch.nn.Module]:
     return result, trainer.model.net.eval()
 
 
+#: every configuration a user can train, with the overrides of its ablations
+CONFIGURATIONS = [("light", {}, {}), ("light", {"use_arc": False}, {}), ("light", {"use_tsf": False}, {}),
+                  ("light", {"use_readout": False}, {}), ("light", {"use_flow_prior": False}, {}),
+                  ("light", {"n_anchors": 1}, {}), ("light", {}, {"use_cpr": False}), ("paper", {}, {}),
+                  ("unet", {}, {"use_cpr": False}), ("deeplabv3", {}, {"use_cpr": False})]
+
+
+def amp_every_configuration(plan: Plan) -> dict[str, Any]:
+    """Two AMP training steps of every configuration (on CUDA a loss that autocast refuses raises here)."""
+    clips = phantom_clips(plan.batch, plan.size, plan.clip_frames)
+    results = {}
+    for name, net_overrides, train_overrides in CONFIGURATIONS:
+        if plan.smoke and name != "light":
+            continue  # the CPU smoke run checks the mechanism, not every network
+        net = get_config("tiny" if plan.smoke else name, input_size=plan.size, **net_overrides)
+        label = "+".join([name, *(f"{k}={v}" for k, v in {**net_overrides, **train_overrides}.items())])
+        config = TrainConfig(epochs=2, batch_size=plan.batch, lr=1e-4, amp=True, clip_frames=plan.clip_frames,
+                             device=str(plan.device), progress=False, burn_in=0.0, ramp_end=0.0,
+                             max_steps_per_epoch=1, **train_overrides)
+        try:
+            history = Trainer(net, config, run_dir=None).fit(clips)["history"]
+            results[label] = {"ok": bool(np.isfinite([h["loss_total"] for h in history]).all()),
+                              "loss": history[-1]["loss_total"]}
+        except Exception as err:  # a failure is what this check reports, with its message
+            results[label] = {"ok": False, "error": f"{type(err).__name__}: {err}"[:300]}
+    return {"configurations": results, "all_ok": all(r["ok"] for r in results.values())}
+
+
 def adaptation(plan: Plan, model: torch.nn.Module) -> dict[str, float]:
     """Seconds to adapt ``model`` to one phantom video from its ED/ES frames."""
     video = make_patient(60_000).render_half_sequence("4CH", size=plan.size, fps=50.0)
@@ -223,6 +252,8 @@ def main() -> None:
 
     result["correctness"] = correctness(plan)
     print(json.dumps(result["correctness"]), flush=True)
+    result["amp_every_configuration"] = amp_every_configuration(plan)
+    print(json.dumps(result["amp_every_configuration"]), flush=True)
     result["training"], trained = training(plan)
     print(json.dumps(result["training"]), flush=True)
     result["inference"], result["adaptation"], result["archive"] = {}, {}, {}

@@ -16,6 +16,8 @@ def test_gpu_check_cpu_smoke_runs_every_part(tmp_path):
     result = json.loads((tmp_path / "gpu-smoke.json").read_text())
     assert result["smoke"] and result["gpu"] is None
     assert result["training"]["finite"] and result["training"]["steps"] >= 1
+    amp = result["amp_every_configuration"]
+    assert amp["all_ok"] and len(amp["configurations"]) == 7  # light and its ablations, as tiny networks
     for label in ("paper", "light"):
         assert result["inference"][label]["batched_fps"] > 0 and result["inference"][label]["streaming_fps"] > 0
         assert result["adaptation"][label]["seconds"] > 0
