@@ -17,6 +17,7 @@ import torch
 
 from echoforge.engine.archive import collect_items
 from echoforge.engine.checkpoint import save_checkpoint
+from echoforge.io.atomic import is_partial_file
 from echoforge.io.volume import read_label_volume
 from echoforge.nets import build_model, get_config
 from echoforge.phantom_datasets import write_phantom_dataset
@@ -96,7 +97,9 @@ def test_archive_segments_every_video_and_skips_the_broken_one(archive, one_proc
     for row in rows[:-1]:
         labels = read_label_volume(out / row["labels"]).labels
         assert row["status"] == "ok" and labels.shape[0] == int(row["frames"]) and labels.shape[1:] == (48, 48)
-        assert row["ed"] != "" and row["ef"] != "" and float(row["frame_time_ms"]) == pytest.approx(20.0)
+        assert float(row["frame_time_ms"]) == pytest.approx(20.0)
+        # measured, or unmeasurable with the reason (this untrained network need not find an LV)
+        assert (row["ed"] != "" and row["ef"] != "") or row["note"], row
     summary = json.loads((out / "measurements.json").read_text())["summary"]
     assert summary["ok"] == N_VIDEOS and summary["failed"] == 1 and summary["world_size"] == 1
     assert "NaN" not in (out / "measurements.json").read_text()
@@ -106,14 +109,17 @@ def test_a_killed_run_resumes_without_redoing_finished_videos(archive, tmp_path)
     out = tmp_path / "out"
     proc = _segment(archive, archive["data"], out, start_new_session=True)
     deadline = time.time() + 300
-    while time.time() < deadline and len(list((out / "videos").glob("*.json"))) < 2 and proc.poll() is None:
+    def rows() -> list[Path]:  # finished rows only: an unfinished write's temporary file is no row
+        return [p for p in (out / "videos").glob("*.json") if not is_partial_file(p.name)]
+
+    while time.time() < deadline and len(rows()) < 2 and proc.poll() is None:
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = {p.name: p.stat().st_mtime_ns for p in (out / "videos").glob("*.json")}
+    done = {p.name: p.stat().st_mtime_ns for p in rows()}
     assert 2 <= len(done) < N_VIDEOS + 1, "the kill came too late to test resuming"
     assert not (out / "measurements.csv").exists()
-    for path in (out / "videos").glob("*.json"):  # whatever is there is complete
+    for path in rows():  # whatever is there is complete
         row = json.loads(path.read_text())
         assert row["status"] in ("ok", "failed")
         if row["status"] == "ok":

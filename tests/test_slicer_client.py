@@ -170,7 +170,7 @@ def test_04_annotate_two_frames_and_segment_the_rest(env):
     # a correction after the result: the corrected frame joins the annotated ones
     corrected = result.copy()
     other = next(f for f in range(video.n_frames) if f not in frames)
-    corrected[other] = drawn[frames[0]]
+    corrected[other][:4, :4] = 1  # the clinician paints on an undrawn frame
     assert session.annotations.update(corrected, baseline=result) == [other]
     assert session.annotations.annotated_frames == sorted([*frames, other])
     session.annotations.remove_frame(other)
