@@ -47,8 +47,8 @@ def package(checkpoint: Path, out: Path, provenance: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--patients", type=int, default=40)
-    parser.add_argument("--epochs", type=int, default=16)
+    parser.add_argument("--patients", type=int, default=24)
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--out", type=Path, default=DEMO_CHECKPOINT)
     parser.add_argument("--run-dir", type=Path, help="keep the training run here (default: a temporary folder)")
