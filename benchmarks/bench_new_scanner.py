@@ -53,6 +53,7 @@ from echoforge.engine.clips import cycle_clips  # noqa: E402
 from echoforge.engine.inference import segment_video  # noqa: E402
 from echoforge.engine.propagation import copy_nearest, flow_propagation  # noqa: E402
 from echoforge.engine.train import TrainConfig, Trainer  # noqa: E402
+from echoforge.io.atomic import write_json_atomic  # noqa: E402
 from echoforge.metrics.overlap import overlap_metrics  # noqa: E402
 from echoforge.nets import get_config  # noqa: E402
 from echoforge.phantom.families import TEST_FAMILIES, TRAIN_FAMILIES, family_cine  # noqa: E402
@@ -152,14 +153,19 @@ METHODS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "no_arc": ({"config": "light", "use_arc": False}, {}),
     "no_cpr": ({"config": "light"}, {"use_cpr": False}),
     "unet": ({"config": "unet"}, {"use_cpr": False, "clip_frames": 2, "epochs_scale": 4}),
-    "deeplabv3": ({"config": "deeplabv3"}, {"use_cpr": False, "clip_frames": 2, "epochs_scale": 2}),
+    "deeplabv3": ({"config": "deeplabv3"}, {"use_cpr": False, "clip_frames": 2, "epochs_scale": 1 / 3}),
 }
+
+
+#: ResNet-50 DeepLabV3 takes about 5-10 s a step on the 2-core CPU: it gets a third of the epochs
+#: (``epochs_scale`` above), which the report says
+SLOW_ON_CPU: tuple[str, ...] = ()
 
 
 def train(name: str, seed: int, sizes: Sizes, train_clips: list, val_clips: list) -> Path:
     net_spec, train_spec = (dict(d) for d in METHODS[name])
     net = get_config(net_spec.pop("config"), **net_spec)
-    epochs = sizes.epochs * train_spec.pop("epochs_scale", 1)
+    epochs = max(1, int(round(sizes.epochs * train_spec.pop("epochs_scale", 1))))
     run = RUNS / f"{name}_seed{seed}"
     done = run / "checkpoints" / "last.pt"
     if done.exists() and torch.load(done, weights_only=True, map_location="cpu")["epoch"] >= epochs:
@@ -263,6 +269,62 @@ def mean_sd(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]
     return out
 
 
+def evaluate_run(name: str, ckpt: Path, test_videos: list[EchoVideo], adapt_steps: int) -> list[dict[str, Any]]:
+    model, _, _ = load_model(ckpt)
+    if name in ("unet", "deeplabv3"):
+        return [evaluate(f"{name} (frame by frame)", lambda v: segment_video(model, v).labels, test_videos)]
+    tag = f"EchoForge{'' if name == 'echoforge' else ' ' + name}"
+    return echoforge_rows(model, tag, test_videos, adapt_steps, with_extras=name == "echoforge")
+
+
+def cached(path: Path, source: Path, compute) -> list[dict[str, Any]]:
+    """Rows computed once per trained model: reused while ``path`` is newer than ``source``."""
+    if path.exists() and path.stat().st_mtime >= source.stat().st_mtime:
+        return json.loads(path.read_text())
+    rows = compute()
+    write_json_atomic(path, rows)
+    return rows
+
+
+def targets(rows: list[dict[str, Any]], frames_per_video: float) -> list[dict[str, Any]]:
+    """The issue's targets against the measured rows (LV Dice points; seconds scaled to 200 frames)."""
+    by = {r["method"]: r for r in rows}
+
+    def lv(name: str) -> float | None:
+        row = by.get(name)
+        return None if row is None else row["dice_LV"]
+
+    rest, adapted = lv("EchoForge: segment the rest"), lv("EchoForge: segment the rest + adaptation")
+    flow, copy_ = lv("optical flow (Farneback) from the nearest drawn frame"), lv("copy the nearest drawn frame")
+    out = []
+
+    def check(target: str, value: float | None, goal: float, higher: bool = True) -> None:
+        met = None if value is None else (value >= goal if higher else value <= goal)
+        out.append({"target": target, "measured": None if value is None else round(value, 2), "goal": goal,
+                    "met": met})
+
+    if rest is not None:
+        check("segment the rest − flow (LV Dice points)", rest - flow, 3.0)
+        check("segment the rest − copy nearest", rest - copy_, 6.0)
+    if adapted is not None:
+        check("adaptation − segment the rest", adapted - rest, 2.0)
+        seconds = by["EchoForge: segment the rest + adaptation"]["seconds"] * 200 / frames_per_video
+        check("seconds with adaptation per 200-frame video", seconds, 3.0, higher=False)
+    if lv("loop K=6: oracle") is not None:
+        check("loop K=6: oracle − EchoForge", lv("loop K=6: oracle") - lv("loop K=6: echoforge"), 3.0, higher=False)
+        check("loop K=6: EchoForge − U-Net", lv("loop K=6: echoforge") - lv("loop K=6: unet"), 2.0)
+    return out
+
+
+def train_minutes(names: list[str], sizes: Sizes) -> float:
+    total = 0.0
+    for name in names:
+        for seed in range(sizes.seeds if name in ("echoforge", "unet") else 1):
+            path = RUNS / f"{name}_seed{seed}" / "train_seconds.txt"
+            total += float(path.read_text()) if path.exists() else 0.0
+    return total / 60
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a few minutes, to check the script")
@@ -296,18 +358,14 @@ def main() -> None:
         evaluate("optical flow across beats (EchoForge's flow prior alone)",
                  lambda v: flow_propagation(v, across_beats=True), test_videos)]
     activity = {}
-    names = args.only or list(METHODS)
+    names = args.only or [name for name in METHODS if name not in SLOW_ON_CPU]
     for name in names:
         per_seed = []
         for seed in range(sizes.seeds if name in ("echoforge", "unet") else 1):
             ckpt = train(name, seed, sizes, train_clips, val_clips)
-            model, _, _ = load_model(ckpt)
-            tag = name if name.startswith(("unet", "deeplab")) else f"EchoForge{'' if name == 'echoforge' else ' ' + name}"
-            if name in ("unet", "deeplabv3"):
-                result = [evaluate(f"{name} (frame by frame)", lambda v, m=model: segment_video(m, v).labels,
-                                   test_videos)]
-            else:
-                result = echoforge_rows(model, tag, test_videos, args.adapt_steps, with_extras=name == "echoforge")
+            result = cached(ckpt.parent.parent / "evaluation.json", ckpt,
+                            lambda n=name, c=ckpt: evaluate_run(n, c, test_videos, args.adapt_steps))
+            if name not in ("unet", "deeplabv3"):
                 activity[f"{name}_seed{seed}"] = arc_cpr_activity(ckpt.parent.parent)
             per_seed.append(result)
             print(json.dumps([{k: r[k] for k in r if k != "per_video"} for r in result]), flush=True)
@@ -318,8 +376,10 @@ def main() -> None:
         model, _, _ = load_model(shipped)
         rows += next_frame_rows(model, test_videos)
         if not args.skip_loop and (RUNS / "unet_seed0").exists():
-            rows += loop_rows(shipped, RUNS / "unet_seed0" / "checkpoints" / "last.pt", sizes, loop_videos,
-                              test_videos)
+            rows += cached(RUNS / "loop.json", shipped,
+                           lambda: loop_rows(shipped, RUNS / "unet_seed0" / "checkpoints" / "last.pt", sizes,
+                                             loop_videos, test_videos))
+    goals = targets(rows, float(np.mean([v.n_frames for v in test_videos])))
     columns = [("method", "method"), ("dice_LV", "LV Dice"), ("dice_LV_sd", "± SD"), ("dice_myocardium", "myo"),
                ("dice_LA", "LA"), ("dice_mean", "mean"), ("dice_mean_sd", "± SD"), ("hd95_mean", "HD95 mm"),
                ("seconds", "s / video"), ("seeds", "seeds"), ("dice_gain", "Dice gain"), ("K", "K")]
@@ -328,11 +388,18 @@ def main() -> None:
           f"({len(train_clips)} systole/diastole clips, ED/ES labels only), {sizes.epochs} epochs. Test: "
           f"{len(test_videos)} videos of held-out families {', '.join(TEST_FAMILIES)}, "
           f"{sizes.cycles} cycles each from a random phase. Dice in %, on undrawn frames.", "",
-          table(rows, columns), "", "ARC/CPR activity in the last training epoch: "
+          f"Sized for the 2-core CPU: {sizes.train_patients} training patients, {sizes.epochs} epochs "
+          f"(U-Net 4×, DeepLabV3 a third of them: a ResNet-50 step takes 5-10 s here), 3 seeds for EchoForge "
+          f"and U-Net, one for the rest; training took {train_minutes(names, sizes):.0f} CPU-minutes in all, "
+          "the retraining loop retrains 10 epochs. Seconds per video at "
+          f"{np.mean([v.n_frames for v in test_videos]):.0f} frames on average, one thread.", "",
+          table(rows, columns), "", "## Targets", "",
+          table(goals, [("target", "target"), ("measured", "measured"), ("goal", "goal"), ("met", "met")]), "",
+          "ARC/CPR activity in the last training epoch (every epoch in the JSON): "
           + json.dumps({run: {k: v[-1] for k, v in a.items()} for run, a in activity.items()})]
     print("\n".join(md))
     write_results(args.name,
-                  {"rows": rows, "sizes": vars(sizes), "activity": activity}, "\n".join(md))
+                  {"rows": rows, "targets": goals, "sizes": vars(sizes), "activity": activity}, "\n".join(md))
 
 
 if __name__ == "__main__":

@@ -38,8 +38,10 @@ def best_time(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1) -> float
 def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
     """A Markdown table of ``rows`` with ``columns`` = [(key, header)]."""
     def cell(value: Any) -> str:
-        if value is None:
+        if value is None or isinstance(value, float) and not math.isfinite(value):
             return "—"
+        if isinstance(value, bool):
+            return "yes" if value else "no"
         if isinstance(value, float):
             return f"{value:.3g}" if abs(value) < 0.01 else f"{value:.2f}"
         return str(value)
