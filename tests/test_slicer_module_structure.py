@@ -30,6 +30,7 @@ EXTENSION = Path(__file__).resolve().parents[1] / "slicer_extension"
 MODULE_DIR = EXTENSION / "EchoForge"
 MODULE_FILE = MODULE_DIR / "EchoForge.py"
 LIB_DIR = MODULE_DIR / "EchoForgeLib"
+CORE_DIR = MODULE_DIR / "EchoForgeCore"
 
 
 # ---------------------------------------------------------------------- stand-ins
@@ -289,7 +290,7 @@ def test_slicer_widget_reports_failures_in_plain_words_with_standin_modules(modu
 
 def test_slicer_node_glue_with_standin_scene(module):
     """Video → volume node → video, and labels → segments → labels, on an oblique-free but transposed geometry."""
-    from EchoForgeLib.geometry import frame_layout
+    from EchoForgeCore.volume import frame_layout
     from EchoForgeLib.volume import Volume
 
     rng = np.random.default_rng(0)
@@ -331,11 +332,11 @@ def test_slicer_module_own_tests_run_against_the_standin_scene(module, monkeypat
 
 
 def test_slicer_module_files_parse_as_python_3_9_and_the_logic_needs_no_slicer():
-    files = [MODULE_FILE, *sorted(LIB_DIR.glob("*.py"))]
-    allowed = set(sys.stdlib_module_names) | {"numpy"}
+    files = [MODULE_FILE, *sorted(LIB_DIR.glob("*.py")), *sorted(CORE_DIR.glob("*.py"))]
+    allowed = set(sys.stdlib_module_names) | {"numpy", "EchoForgeCore"}
     for path in files:
         tree = ast.parse(path.read_text(), filename=str(path), feature_version=(3, 9))
-        if path.parent != LIB_DIR:
+        if path.parent == MODULE_DIR:
             continue
         for node in ast.walk(tree):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
@@ -346,8 +347,10 @@ def test_slicer_module_files_parse_as_python_3_9_and_the_logic_needs_no_slicer()
 
 def test_slicer_extension_cmake_lists_every_logic_file_and_resource():
     cmake = (MODULE_DIR / "CMakeLists.txt").read_text()
-    listed = set(re.findall(r"\$\{MODULE_NAME\}Lib/(\w+\.py)", cmake))
-    assert listed == {p.name for p in LIB_DIR.glob("*.py")}
+    for folder in (LIB_DIR, CORE_DIR):
+        suffix = folder.name[len("EchoForge"):]
+        listed = set(re.findall(r"\$\{MODULE_NAME\}" + suffix + r"/(\w+\.py)", cmake))
+        assert listed == {p.name for p in folder.glob("*.py")}, folder.name
     assert "Resources/Icons/${MODULE_NAME}.png" in cmake and (MODULE_DIR / "Resources/Icons/EchoForge.png").exists()
     assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in cmake and "WITH_GENERIC_TESTS" in cmake
     top = (EXTENSION / "CMakeLists.txt").read_text()

@@ -90,8 +90,8 @@ def _inspect_folder(path: Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- measure
 def cmd_measure(args: argparse.Namespace) -> int:
+    from echoforge.core.measurements import measure_biplane, measure_labels
     from echoforge.io.volume import read_label_volume
-    from echoforge.metrics.clinical import measure_biplane, measure_labels
     from echoforge.video import validate_labels
 
     def load(path: str) -> tuple[Any, tuple[float, float] | None, float | None]:

@@ -137,8 +137,8 @@ def _write_echonet(out: Path, patients: int, seed: int, size: tuple[int, int], s
 
 def _tracing(labels: np.ndarray) -> np.ndarray:
     """EchoNet-style tracing of a frame's LV along its measured long axis (apex → mitral-plane midpoint)."""
+    from echoforge.core.geometry import lv_geometry
     from echoforge.io.echonet import mask_to_tracing
-    from echoforge.metrics.clinical import lv_geometry
 
     geometry = lv_geometry(labels, None)  # points are (row, col) pixels; tracings are (x, y)
     return mask_to_tracing(labels == 1, apex=geometry.apex[::-1], base_mid=geometry.base[::-1])

@@ -15,8 +15,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from echoforge.core.agreement import agreement
 from echoforge.io.atomic import atomic_path
-from echoforge.metrics.agreement import agreement
 
 _DPI = 120
 

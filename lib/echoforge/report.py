@@ -1,7 +1,8 @@
 """The clinical report of one segmented video: ED/ES, LV volume curve, EDV/ESV/EF, PNGs.
 
-Produced by ``echoforge segment --report`` and by the MONAI Label app's infer result; the Slicer
-module writes the same JSON keys from its own (numpy-only) logic layer.
+Produced by ``echoforge segment --report`` and by the MONAI Label app's infer result. The
+``measurements`` block is :func:`echoforge.core.measurements.report_measurements`, which the Slicer
+module runs too (it ships the same core).
 """
 
 from __future__ import annotations
@@ -12,52 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from echoforge import labels as L
-from echoforge.errors import EchoForgeError
+from echoforge.core.measurements import lv_volume_curve
+from echoforge.core.measurements import report_measurements as measurements
 from echoforge.io.atomic import write_json_atomic
 from echoforge.video import EchoVideo
 
-
-def lv_volume_curve(labels: np.ndarray, spacing: tuple[float, float] | None) -> list[float | None]:
-    """Single-plane method-of-disks LV volume (ml) of every frame; ``None`` where it cannot be measured."""
-    from echoforge.metrics.clinical import lv_geometry
-
-    if spacing is None:
-        return [None] * labels.shape[0]
-    curve: list[float | None] = []
-    for frame in labels:
-        try:
-            curve.append(round(float(lv_geometry(frame, spacing).volume_disks), 3) if (frame == L.LV).any() else None)
-        except EchoForgeError:
-            curve.append(None)
-    return curve
-
-
-def measurements(labels: np.ndarray, spacing: tuple[float, float] | None,
-                 frame_time_ms: float | None = None) -> dict[str, Any]:
-    """ED/ES, area and volume curves, EDV/ESV/EF of ``labels`` (T×H×W, every frame segmented).
-
-    Never raises on a poor segmentation: when ED/ES cannot be measured (no LV on them) the result
-    says so in ``reason`` and still carries the area curve.
-    """
-    from echoforge.metrics.clinical import lv_area_curve, measure_labels
-
-    try:
-        m = measure_labels(labels, spacing, frame_time_ms)
-    except EchoForgeError as err:
-        areas = lv_area_curve(labels, spacing)
-        return {"available": False, "reason": err.problem, "ed": None, "es": None, "ef": None,
-                "area_unit": "mm²" if spacing else "px²", "areas": [round(float(a), 3) for a in areas],
-                "volumes_ml": [None] * labels.shape[0]}
-    keys = ("available", "reason", "ed", "es", "ed_time_ms", "es_time_ms", "area_unit", "ed_area", "es_area", "fac",
-            "smoothness", "edv_disks_ml", "esv_disks_ml", "ef_disks", "edv_area_length_ml", "esv_area_length_ml",
-            "ef_area_length", "ef", "length_unit", "length_ed", "length_es")
-    out = {k: m.get(k) for k in keys}
-    out["areas"] = [round(float(a), 3) for a in m["areas"]]
-    out["volumes_ml"] = lv_volume_curve(labels, spacing)
-    if spacing is None:
-        out["ef_note"] = "no pixel spacing: EF from pixel areas (scale-free), volumes unavailable"
-    return out
+__all__ = ["lv_volume_curve", "measurements", "video_report", "write_ed_es_montage", "write_volume_curve"]
 
 
 def video_report(video: EchoVideo, labels: np.ndarray, segmentation: Any | None = None,

@@ -4,12 +4,14 @@ Needs only what 3D Slicer's own Python ships (numpy and the standard library), s
 tested — in plain Python too:
 
 * :mod:`.client` — :class:`EchoForgeClient`, the HTTP client for the EchoForge MONAI Label server;
-* :mod:`.volume`, :mod:`.geometry`, :mod:`.nifti`, :mod:`.nrrd` — videos and labels as T×H×W
-  arrays, converted from and to files and Slicer arrays with the server's orientation rule;
+* :mod:`.volume`, :mod:`.nifti`, :mod:`.nrrd` — videos and labels as T×H×W arrays, converted from
+  and to files and Slicer arrays with the server's orientation rule and header fields;
 * :mod:`.annotations`, :mod:`.session` — which frames were drawn, ED/ES marks, the loop per video;
-* :mod:`.measurements` — LV areas, ED/ES, method-of-disks volumes and EF (the ``echoforge``
-  library's algorithm);
 * :mod:`.report`, :mod:`.charts`, :mod:`.drawing`, :mod:`.font`, :mod:`.png` — the clinical report.
+
+Measurements (LV areas, ED/ES, volumes, EF), labels, agreement statistics and the orientation rule
+come from ``EchoForgeCore``, the ``echoforge`` library's numpy-only core, shipped with the module
+as an identical copy.
 """
 
 from .annotations import FrameAnnotations
@@ -18,7 +20,6 @@ from .errors import (
     AnnotationError,
     EchoForgeClientError,
     EchoForgeModuleError,
-    MeasurementError,
     ServerFailedError,
     ServerRejectedError,
     ServerTimeoutError,
@@ -34,7 +35,6 @@ __all__ = [
     "EchoForgeClientError",
     "EchoForgeModuleError",
     "FrameAnnotations",
-    "MeasurementError",
     "SegmentationResult",
     "ServerFailedError",
     "ServerRejectedError",

@@ -17,38 +17,21 @@ A failed server call raises and leaves the annotations and the previous result a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
 
+from EchoForgeCore.errors import EchoForgeError
+from EchoForgeCore.measurements import measure_biplane, report_measurements
+from EchoForgeCore.pairing import patient_key, view_from_name
+
 from .annotations import FrameAnnotations
 from .client import EchoForgeClient
-from .errors import AnnotationError, MeasurementError
-from .measurements import clip_measurements, measure_biplane
+from .errors import AnnotationError
 from .report import study_report, video_report
 from .volume import Volume
-
-_VIEW_PATTERNS = (("2CH", re.compile(r"(?i)(?:^|[^a-z0-9])(?:2ch|a2c|ap2)(?:$|[^a-z0-9])")),
-                  ("4CH", re.compile(r"(?i)(?:^|[^a-z0-9])(?:4ch|a4c|ap4)(?:$|[^a-z0-9])")))
-
-
-def view_from_name(name: str) -> str:
-    """``2CH`` or ``4CH`` when the video's name says so (``patient0001_2CH``, ``case_a4c``), else ``unknown``."""
-    for view, pattern in _VIEW_PATTERNS:
-        if pattern.search(name):
-            return view
-    return "unknown"
-
-
-def patient_key(name: str) -> str:
-    """The video's name without its view token: the 2CH and 4CH of one patient share it."""
-    key = name
-    for _, pattern in _VIEW_PATTERNS:
-        key = pattern.sub("_", key)
-    return key.strip("_")
 
 
 class VideoSession:
@@ -118,7 +101,8 @@ class VideoSession:
         Raises:
             AnnotationError: no segmentation yet.
         """
-        return clip_measurements(self.require_result(), self.video.spacing, self.video.frame_time_ms, self.ed, self.es)
+        return report_measurements(self.require_result(), self.video.spacing, self.video.frame_time_ms, self.ed,
+                                   self.es)
 
     def report(self, out_dir: Optional[str] = None) -> dict[str, Any]:
         """The clinical report of this video (JSON dict; with ``out_dir``, also its files)."""
@@ -182,7 +166,7 @@ def write_study_report(sessions: Sequence[VideoSession], out_dir: str) -> dict[s
     for pair in biplane_pairs(measured):
         try:
             biplane.append(measure_pair(*pair).to_dict())
-        except MeasurementError as err:
+        except EchoForgeError as err:
             biplane.append({"patient": patient_key(pair[0].image_id), "available": False, "reason": str(err)})
     return study_report(reports, out_dir, {s.image_id: s.reference_ef for s in measured}, biplane)
 
@@ -209,7 +193,7 @@ def measurement_rows(sessions: Sequence[VideoSession]) -> list[dict[str, Any]]:
         try:
             b = measure_pair(two, four).measurements
             row.update(edv_ml=b["edv_ml"], esv_ml=b["esv_ml"], ef=b["ef"], note=b["reason"] or "")
-        except MeasurementError as err:
+        except EchoForgeError as err:
             row["note"] = str(err)
         rows.append(row)
     return rows
