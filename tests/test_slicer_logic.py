@@ -24,7 +24,7 @@ from echoforge.phantom import make_patient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "slicer_extension" / "EchoForge"))
 
-from EchoForgeCore.measurements import report_measurements  # noqa: E402 (the module folder is put on the path above)
+from EchoForgeCore.clip import report_measurements  # noqa: E402 (the module folder is put on the path above)
 from EchoForgeCore.volume import frame_layout, frames_from_slicer_array  # noqa: E402
 from EchoForgeLib.annotations import FrameAnnotations  # noqa: E402
 from EchoForgeLib.client import EchoForgeClient, _answer_error  # noqa: E402
@@ -59,7 +59,7 @@ def test_the_module_measures_with_its_copy_of_the_core(phantoms):
     video = phantoms[(3, "4CH")]
     ours = report_measurements(video.labels, video.spacing, video.frame_time_ms)
     assert ours["available"] and 0 < ours["ef"] < 100 and len(ours["volumes_ml"]) == video.n_frames
-    assert report_measurements.__module__ == "EchoForgeCore.measurements"
+    assert report_measurements.__module__ == "EchoForgeCore.clip"
 
 
 def test_an_unmeasurable_clip_is_reported_not_raised():

@@ -26,6 +26,7 @@ from monailabel.utils.async_tasks.utils import processes
 import echoforge
 
 from lib.activelearning import UncertaintyScoring, UncertaintyStrategy
+from lib.biplane import BiplanePartners
 from lib.datastore import EchoDatastore
 from lib.infer import LABELS, EchoForgeInfer
 from lib.models import ModelStore
@@ -55,7 +56,7 @@ class EchoForgeApp(MONAILabelApp):
                              read_only=ml_settings.MONAI_LABEL_DATASTORE_READ_ONLY)
 
     def init_infers(self) -> dict[str, Any]:
-        return {MODEL: EchoForgeInfer(self.store, self.app_settings)}
+        return {MODEL: EchoForgeInfer(self.store, self.app_settings, BiplanePartners(self.datastore))}
 
     def init_trainers(self) -> dict[str, Any]:
         return {MODEL: EchoForgeTrain(self.store, self.app_settings)}

@@ -26,7 +26,8 @@ NO_SPACING_REASON = ("no pixel spacing: volumes are not reported; EF and FAC are
 NO_SPACING_EF_NOTE = "no pixel spacing: EF from pixel areas (scale-free), volumes unavailable"
 ONE_VIEW_SPACING_REASON = "pixel spacing is known for one view only: biplane volumes and EF are not reported"
 #: The keys of :func:`measure_labels` that a clinical report carries (see :func:`report_measurements`).
-SUMMARY_KEYS = ("available", "reason", "ed", "es", "ed_time_ms", "es_time_ms", "area_unit", "ed_area", "es_area",
+SUMMARY_KEYS = ("available", "reason", "ed", "es", "ed_source", "es_source", "ed_time_ms", "es_time_ms", "area_unit",
+                "ed_area", "es_area",
                 "fac", "smoothness", "edv_disks_ml", "esv_disks_ml", "ef_disks", "edv_area_length_ml",
                 "esv_area_length_ml", "ef_area_length", "ef", "length_unit", "length_ed", "length_es")
 
@@ -183,32 +184,3 @@ def lv_volume_curve(labels: np.ndarray, spacing: Optional[Sequence[float]]) -> l
     if check_spacing(spacing) is None:
         return [None] * lab.shape[0]
     return [None if g is None else round(g.volume_disks, 3) for g in frame_geometries(lab, spacing)]
-
-
-def report_measurements(labels: np.ndarray, spacing: Optional[Sequence[float]],
-                        frame_time_ms: Optional[float] = None, ed: Optional[int] = None,
-                        es: Optional[int] = None) -> dict[str, Any]:
-    """The ``measurements`` block of a clinical report: ED/ES, area and volume curves, EDV/ESV/EF.
-
-    ED/ES are detected unless given. Never raises on a poor segmentation: when ED/ES cannot be
-    measured (no LV on them) the result says so in ``reason`` and still carries the area curve.
-
-    Raises:
-        LabelShapeError, LabelValueError: the labels are not a ``T×H×W`` map of values 0-3.
-        InvalidVideoError: a non-positive spacing or frame time.
-    """
-    lab = check_labels(labels)
-    sp = check_spacing(spacing)
-    try:
-        m = measure_labels(lab, sp, frame_time_ms, ed, es)
-    except EchoForgeError as err:
-        areas = lv_area_curve(lab, sp)
-        return {"available": False, "reason": err.problem, "ed": None, "es": None, "ef": None,
-                "area_unit": "mm²" if sp else "px²", "areas": [round(float(a), 3) for a in areas],
-                "volumes_ml": [None] * lab.shape[0]}
-    out = {k: m.get(k) for k in SUMMARY_KEYS}
-    out["areas"] = [round(float(a), 3) for a in m["areas"]]
-    out["volumes_ml"] = lv_volume_curve(lab, sp)
-    if sp is None:
-        out["ef_note"] = NO_SPACING_EF_NOTE
-    return out

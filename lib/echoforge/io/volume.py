@@ -289,7 +289,7 @@ class LabelVolume:
     """A label file as read: ``labels`` T×H×W (unchecked), its geometry, and the frames its header lists."""
 
     labels: np.ndarray
-    spacing: tuple[float, float]
+    spacing: tuple[float, float] | None
     frame_time_ms: float | None
     annotated: tuple[int, ...] | None
 

@@ -11,13 +11,16 @@ measure with this code.
 * :mod:`.contours` — binary-mask primitives (components, outline, resampling, polygon simplification);
 * :mod:`.geometry` — mitral plane, apex, long axis, disks, contour length, volumes of one frame;
 * :mod:`.curves` — LV area curve, ED/ES of one beat, jitter;
-* :mod:`.measurements` — single-view and biplane EDV/ESV/EF/FAC of a clip, the report block;
+* :mod:`.measurements` — single-beat single-view and biplane EDV/ESV/EF/FAC of a clip;
+* :mod:`.beats`, :mod:`.ecg` — every beat of a clip (from the volume curve or the ECG), rhythm, quality flags;
+* :mod:`.clip` — every-beat EF, FAC, GLS, LA volume and LV mass, biplane pairs, the report block;
 * :mod:`.agreement` — bias, limits of agreement, correlation;
 * :mod:`.volume` — H×W×T orientation rule and header fields (one way to say "uncalibrated");
 * :mod:`.pairing` — views from names, 2CH/4CH pairs of one patient.
 """
 
 from .agreement import agreement
+from .clip import measure_clip, measure_pair, measure_pair_labels, report_measurements
 from .curves import detect_ed_es, lv_area_curve, temporal_smoothness
 from .errors import (
     EchoForgeError,
@@ -35,7 +38,6 @@ from .measurements import (
     lv_volume_curve,
     measure_biplane,
     measure_labels,
-    report_measurements,
 )
 
 __all__ = [
@@ -57,7 +59,10 @@ __all__ = [
     "lv_geometry",
     "lv_volume_curve",
     "measure_biplane",
+    "measure_clip",
     "measure_labels",
+    "measure_pair",
+    "measure_pair_labels",
     "report_measurements",
     "temporal_smoothness",
 ]

@@ -23,8 +23,8 @@ from typing import Any, Optional
 import numpy as np
 
 from EchoForgeCore.agreement import agreement
+from EchoForgeCore.clip import report_measurements
 from EchoForgeCore.curves import lv_area_curve
-from EchoForgeCore.measurements import report_measurements
 
 from .charts import bland_altman_image, ed_es_montage, volume_curve_image
 from .png import write_png
