@@ -59,6 +59,7 @@ def test_the_module_measures_with_its_copy_of_the_core(phantoms):
     video = phantoms[(3, "4CH")]
     ours = report_measurements(video.labels, video.spacing, video.frame_time_ms)
     assert ours["available"] and 0 < ours["ef"] < 100 and len(ours["volumes_ml"]) == video.n_frames
+    assert {"beats", "ef_mean", "ef_sd", "n_beats", "rhythm", "quality"} <= set(ours)
     assert report_measurements.__module__ == "EchoForgeCore.clip"
 
 

@@ -90,8 +90,9 @@ def video_report(video: EchoVideo, labels: np.ndarray, segmentation: Any | None 
 
 def write_ed_es_montage(frames: np.ndarray, labels: np.ndarray | None, ed: int | None, es: int | None,
                         path: str | os.PathLike[str], beats: list[dict[str, Any]] | None = None) -> Path:
-    """The ED and ES frames with label contours, as one PNG: one row per beat (ED, ES, with its EF)
-    when ``beats`` are given, else ED and ES plus a few frames between."""
+    """The ED and ES frames with label contours, as one PNG: ED and ES of each beat (titled with the
+    frame numbers and EF; "out" for a beat left out of the means) when ``beats`` are given, else ED and
+    ES plus a few frames between."""
     from echoforge.viz import montage, overlay, save_png
 
     def tile(t: int) -> np.ndarray:
@@ -99,12 +100,12 @@ def write_ed_es_montage(frames: np.ndarray, labels: np.ndarray | None, ed: int |
 
     if beats:
         tiles, titles = [], []
-        for beat in beats[:MAX_MONTAGE_BEATS]:
-            note = "" if beat.get("included", True) else " (left out)"
+        for beat in beats[:MAX_MONTAGE_BEATS]:  # short titles: they must fit over small frames
             ef = beat.get("ef")
             tiles += [tile(beat["ed"]), tile(beat["es"])]
-            titles += [f"beat {beat['index'] + 1} ED: frame {beat['ed']}",
-                       f"ES: frame {beat['es']}" + (f", EF {ef:.0f}%" if ef is not None else "") + note]
+            titles += [f"beat {beat['index'] + 1} ED {beat['ed']}",
+                       f"ES {beat['es']}" + (f" EF {ef:.0f}%" if ef is not None else "")
+                       + ("" if beat.get("included", True) else " out")]
         return save_png(path, montage(tiles, ncols=4 if len(tiles) > 4 else 2, titles=titles))
     n = frames.shape[0]
     picks = sorted({int(i) for i in np.linspace(0, n - 1, 4).round()} | {f for f in (ed, es) if f is not None})

@@ -20,7 +20,7 @@ measure with this code.
 """
 
 from .agreement import agreement
-from .clip import measure_clip, measure_pair, measure_pair_labels, report_measurements
+from .clip import measure_clip, measure_pair, report_measurements
 from .curves import detect_ed_es, lv_area_curve, temporal_smoothness
 from .errors import (
     EchoForgeError,
@@ -62,7 +62,6 @@ __all__ = [
     "measure_clip",
     "measure_labels",
     "measure_pair",
-    "measure_pair_labels",
     "report_measurements",
     "temporal_smoothness",
 ]

@@ -30,7 +30,8 @@ Quality flags (:func:`beat_flags`, :func:`curve_flags`) mark a beat as low quali
 it out of the means (it is still reported, with the reasons):
 
 * ``foreshortened``: its ED long axis is shorter than :data:`FORESHORTENING` (90 %) of the video's own
-  longest LV (the 95th percentile of the per-frame long axes): the plane misses the true apex;
+  ED long axis (the median over its beats, the longest when it has fewer than three): the plane
+  misses the true apex in that beat;
 * ``apex_far_from_probe``: in an apical view the probe sits on the apex; an apex farther from the
   sector's origin than :data:`APEX_DEPTH` (80 %) of the LV length means the view is off-apex;
 * ``lv_missing``: frames of the beat without a measurable LV cavity;
@@ -40,7 +41,9 @@ it out of the means (it is still reported, with the reasons):
 
 A video whose curve swings less than :data:`FLAT_SWING` (5 %) of its mean is flat (no beat is
 measured); one whose frame-to-frame jitter exceeds :data:`NOISY_JITTER` (35 %) of its swing does not
-look cardiac (flagged on the video).
+look cardiac (flagged on the video). A frame whose volume jumps away from both its neighbours (in
+the same direction) by more than :data:`SPIKE` (12 %) of the swing is a one-frame segmentation
+error: it is flagged on the video (``volume_spikes``) and never taken as an ED or ES.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ APEX_DEPTH = 0.8
 CONFIDENCE_DROP = 0.85
 FLAT_SWING = 0.05
 NOISY_JITTER = 0.35
+SPIKE = 0.12
 MIN_CYCLE_MS, MAX_CYCLE_MS = 300.0, 2000.0
 ECG_ED_WINDOW_MS = 40.0
 _SIGMA_FRAMES = 1.0
@@ -100,6 +104,27 @@ def filled_curve(values: Sequence[Optional[float]]) -> Optional[np.ndarray]:
     return np.interp(index, index[known], v[known])
 
 
+def spike_frames(curve: np.ndarray) -> np.ndarray:
+    """Frames whose volume jumps away from both neighbours, in the same direction, by more than
+    :data:`SPIKE` of the curve's swing: one-frame segmentation errors (the LV leaking into the atrium,
+    a missed wall). A true ED or ES is reached and left gradually over a few frames."""
+    if curve.size < 3:
+        return np.zeros(0, dtype=int)
+    swing = float(np.percentile(curve, 95) - np.percentile(curve, 5))
+    before, after = curve[1:-1] - curve[:-2], curve[1:-1] - curve[2:]
+    jump = SPIKE * swing
+    isolated = ((before > jump) & (after > jump)) | ((before < -jump) & (after < -jump))
+    return np.flatnonzero(isolated) + 1 if swing > 0 else np.zeros(0, dtype=int)
+
+
+def despiked(curve: np.ndarray) -> np.ndarray:
+    """``curve`` with each of its :func:`spike_frames` replaced by the mean of its two neighbours."""
+    spikes = spike_frames(curve)
+    out = curve.copy()
+    out[spikes] = (curve[spikes - 1] + curve[spikes + 1]) / 2
+    return out
+
+
 def is_flat(curve: np.ndarray) -> bool:
     """Whether the curve swings less than :data:`FLAT_SWING` of its mean (no cardiac motion)."""
     mean = float(np.mean(np.abs(curve)))
@@ -124,6 +149,7 @@ def detect_beats(volumes: Sequence[Optional[float]], r_waves: Optional[Sequence[
     v = filled_curve(volumes)
     if v is None or is_flat(v):
         return [], "none"
+    v = despiked(v)  # a one-frame segmentation error is never an ED or ES
     n = v.size
     smooth = smooth_curve(v, _SIGMA_FRAMES)
     if r_waves is not None and len(r_waves) > 0:
@@ -289,7 +315,8 @@ def flag(code: str, reason: str) -> dict[str, str]:
 
 
 def beat_flags(beat: Beat, lengths: np.ndarray, measurable: np.ndarray, rr_ms: Optional[float],
-               confidence: Optional[np.ndarray] = None, apex_depth: Optional[float] = None) -> list[dict[str, str]]:
+               reference_length: Optional[float] = None, confidence: Optional[np.ndarray] = None,
+               apex_depth: Optional[float] = None) -> list[dict[str, str]]:
     """Quality flags of one beat (see the module docstring); an empty list for a good beat.
 
     Args:
@@ -297,6 +324,7 @@ def beat_flags(beat: Beat, lengths: np.ndarray, measurable: np.ndarray, rr_ms: O
         lengths: ``T`` LV long axes (NaN where not measurable).
         measurable: ``T`` bool, frames with a measurable LV cavity.
         rr_ms: its cycle length, if known.
+        reference_length: the video's own ED long axis (see the module docstring).
         confidence: ``T`` segmentation confidences, if known.
         apex_depth: distance of its ED apex from the sector's origin, in the unit of ``lengths``.
     """
@@ -306,13 +334,12 @@ def beat_flags(beat: Beat, lengths: np.ndarray, measurable: np.ndarray, rr_ms: O
     missing = [int(t) for t in span if not measurable[t]]
     if missing:
         flags.append(flag("lv_missing", f"no measurable LV cavity on frame(s) {_frames_text(missing)}"))
-    known = lengths[np.isfinite(lengths)]
-    reference = float(np.percentile(known, 95)) if known.size else float("nan")
+    reference = float("nan") if reference_length is None else float(reference_length)
     length = float(lengths[beat.ed])
     if math.isfinite(length) and math.isfinite(reference) and length < FORESHORTENING * reference:
         flags.append(flag("foreshortened", f"the ED long axis is {100 * length / reference:.0f} % of the video's "
-                                           f"longest LV (below {100 * FORESHORTENING:.0f} %): the view may miss "
-                                           "the true apex"))
+                                           f"own (below {100 * FORESHORTENING:.0f} %): the view may miss the true "
+                                           "apex"))
     if apex_depth is not None and math.isfinite(length) and length > 0 and apex_depth > APEX_DEPTH * length:
         flags.append(flag("apex_far_from_probe", f"the apex lies {100 * apex_depth / length:.0f} % of the LV length "
                                                  "from the probe: the view is probably off the true apex"))
@@ -342,6 +369,10 @@ def curve_flags(volumes: Sequence[Optional[float]], confidence: Optional[np.ndar
         flags.append(flag("flat_curve", f"the LV volume changes by less than {100 * FLAT_SWING:.0f} % over the "
                                         "clip: no cardiac motion to measure"))
         return flags
+    spikes = [int(t) for t in spike_frames(curve)]
+    if spikes:
+        flags.append(flag("volume_spikes", f"the LV volume jumps away from its neighbours on frame(s) "
+                                           f"{_frames_text(spikes)} (segmentation errors, never taken as ED or ES)"))
     swing = float(curve.max() - curve.min())
     jitter = float(np.mean(np.abs(np.diff(curve, n=2)))) if curve.size >= 3 else 0.0
     if jitter > NOISY_JITTER * swing:

@@ -178,7 +178,7 @@ class BeatSequence:
         Sinus rhythm: the RR interval follows breathing (a 4-s sinusoid of ±3 %) plus 1 % jitter, and
         the EF varies by about 1.5 points from beat to beat. Irregular (atrial fibrillation): RR
         intervals drawn independently within ±40 % of the mean (and redrawn until their normalised
-        RMSSD exceeds 0.2), no atrial kick, and each EF follows the filling time the previous
+        RMSSD exceeds 0.2, over all beats and over all but the first and last), no atrial kick, and each EF follows the filling time the previous
         interval allowed (Frank–Starling), plus 2 points of noise.
         """
         if n_beats < 1:
@@ -188,7 +188,9 @@ class BeatSequence:
             period *= 0.8  # atrial fibrillation runs faster
             for _ in range(100):
                 periods = period * rng.uniform(0.6, 1.4, n_beats)
-                if n_beats < 3 or np.sqrt(np.mean(np.diff(periods) ** 2)) / periods.mean() > 0.2:
+                # irregular over the whole sequence and over the beats a clip shows whole (not the ends)
+                if all(len(p) < 3 or np.sqrt(np.mean(np.diff(p) ** 2)) / p.mean() > 0.2
+                       for p in (periods, periods[1:-1])):
                     break
             previous = np.concatenate([[period], periods[:-1]]) / period
             ef = ef_percent * (1.0 + 0.25 * (previous - 1.0)) + rng.normal(0.0, 2.0, n_beats)

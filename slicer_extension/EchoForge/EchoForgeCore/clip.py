@@ -150,9 +150,14 @@ def measure_clip(labels: np.ndarray, spacing: Optional[Sequence[float]], frame_t
     clip = ClipMeasurement(result, [], sp, single_geometry)
     lengths = np.array([np.nan if g is None else g.length for g in geometries])
     measurable = np.array([g is not None for g in geometries])
+    # the video's own long axis at ED: the beats' median (robust to one beat whose LV leaks into the
+    # atrium), or the longest of fewer than three
+    ed_lengths = [lengths[b.ed] for b in beats if math.isfinite(lengths[b.ed])]
+    reference = (float(np.median(ed_lengths)) if len(ed_lengths) >= 3 else max(ed_lengths)) if ed_lengths else None
     rows = []
     for index, beat in enumerate(beats):
-        row, geometry = _measure_beat(index, beat, lab, sp, ft, geometries, lengths, measurable, conf, probe)
+        row, geometry = _measure_beat(index, beat, lab, sp, ft, geometries, lengths, measurable, reference, conf,
+                                      probe)
         rows.append(row)
         clip.beats.append(geometry)
     result.update(_summary(rows, sp))
@@ -193,8 +198,8 @@ def report_measurements(labels: np.ndarray, spacing: Optional[Sequence[float]],
 
 def _measure_beat(index: int, beat: Beat, lab: np.ndarray, sp: Optional[tuple[float, float]], ft: Optional[float],
                   geometries: list[Optional[LVGeometry]], lengths: np.ndarray, measurable: np.ndarray,
-                  confidence: Optional[np.ndarray], probe: Optional[Sequence[float]]
-                  ) -> tuple[dict[str, Any], BeatGeometry]:
+                  reference_length: Optional[float], confidence: Optional[np.ndarray],
+                  probe: Optional[Sequence[float]]) -> tuple[dict[str, Any], BeatGeometry]:
     scale = sp or (1.0, 1.0)
     g_ed, g_es = geometries[beat.ed], geometries[beat.es]
     la = _structure_geometry(lab[beat.es], scale, LA, LV)
@@ -205,7 +210,7 @@ def _measure_beat(index: int, beat: Beat, lab: np.ndarray, sp: Optional[tuple[fl
     apex_depth = None
     if probe is not None and g_ed is not None:
         apex_depth = float(np.linalg.norm((g_ed.apex - np.asarray(probe, dtype=float)) * np.array(scale)))
-    flags = beat_flags(beat, lengths, measurable, rr, confidence, apex_depth)
+    flags = beat_flags(beat, lengths, measurable, rr, reference_length, confidence, apex_depth)
     ok = g_ed is not None and g_es is not None
     row: dict[str, Any] = {
         "index": index, "ed": beat.ed, "es": beat.es, "next_ed": beat.next_ed,
@@ -230,8 +235,9 @@ def _measure_beat(index: int, beat: Beat, lab: np.ndarray, sp: Optional[tuple[fl
 
 def _structure_geometry(frame: np.ndarray, spacing: tuple[float, float], cavity: int, plane: int
                         ) -> Optional[LVGeometry]:
-    """The geometry of one chamber against its neighbour, ``None`` when it is absent or unmeasurable."""
-    if (frame == cavity).sum() < _MIN_STRUCTURE_PIXELS or not (frame == plane).any():
+    """The geometry of one chamber against its neighbour (the valve plane from their interface, else the
+    chamber's straight base), ``None`` when it is absent or unmeasurable."""
+    if (frame == cavity).sum() < _MIN_STRUCTURE_PIXELS:
         return None
     try:
         return frame_geometry(frame, spacing, cavity_label=cavity, plane_label=plane)
@@ -381,19 +387,3 @@ def _pair_beats(clip_2ch: ClipMeasurement, clip_4ch: ClipMeasurement, usable_2ch
         if compared and all(abs(a - b) <= PAIRING_TOLERANCE * max(a, b) for a, b in compared):
             return list(zip(usable_2ch, usable_4ch)), True
     return [(i, j) for i in usable_2ch for j in usable_4ch], False
-
-
-def measure_pair_labels(labels_2ch: np.ndarray, spacing_2ch: Optional[Sequence[float]],
-                        labels_4ch: np.ndarray, spacing_4ch: Optional[Sequence[float]],
-                        frame_time_2ch: Optional[float] = None, frame_time_4ch: Optional[float] = None,
-                        **per_view: Any) -> dict[str, Any]:
-    """:func:`measure_pair` from label clips, with each view's :func:`report_measurements` under ``"2CH"``
-    and ``"4CH"``. ``per_view`` keys ending in ``_2ch``/``_4ch`` (``ed_2ch``, ``r_waves_ms_4ch``, ...) go to
-    :func:`measure_clip` of that view."""
-    clips = {}
-    for view, labels, spacing, ft in (("2CH", labels_2ch, spacing_2ch, frame_time_2ch),
-                                      ("4CH", labels_4ch, spacing_4ch, frame_time_4ch)):
-        suffix = f"_{view.lower()}"
-        kwargs = {k[:-len(suffix)]: v for k, v in per_view.items() if k.endswith(suffix)}
-        clips[view] = measure_clip(labels, spacing, ft, **kwargs)
-    return {**measure_pair(clips["2CH"], clips["4CH"]), "2CH": clips["2CH"].result, "4CH": clips["4CH"].result}
