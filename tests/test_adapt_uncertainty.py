@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from echoforge.engine.adapt import AdaptConfig, adapt_to_video, feature_stats, shift_score
+from echoforge.engine.adapt import (
+    FROZEN,
+    AdaptConfig,
+    adapt_to_video,
+    feature_stats,
+    prepare,
+    propagation_fit,
+    shift_score,
+)
 from echoforge.engine.clips import make_clip, restrict_labels
 from echoforge.engine.inference import Segmentation
 from echoforge.engine.uncertainty import frame_entropy, video_uncertainty
@@ -24,13 +32,27 @@ def net():
 def test_adaptation_fine_tunes_a_copy_and_leaves_the_model_alone(net):
     video = restrict_labels(make_patient(321).render("4CH", size=SIZE, n_frames=12), "ed-es")
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    adapted, info = adapt_to_video(net, video, AdaptConfig(steps=3))
+    adapted, info = adapt_to_video(net, video, AdaptConfig(steps=3, fit_target=1.1))
     assert adapted is not net and not adapted.training
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
-    assert any(not torch.equal(before[k], v) for k, v in adapted.state_dict().items())
-    assert info["steps"] == 3 and info["seconds"] > 0 and np.isfinite(info["loss_last"])
+    changed = {k for k, v in adapted.state_dict().items() if not torch.equal(before[k], v)}
+    assert changed and not any(k.startswith(FROZEN) for k in changed)  # the frame encoder stays as it was
+    assert info["steps"] == 3 and info["seconds"] > 0 and 0 <= info["fit_before"] <= 1
+    assert all(p.requires_grad for p in adapted.parameters())
     with pytest.raises(EmptyLabelError):
         adapt_to_video(net, video.replace(labels=None, annotated=()))
+
+
+def test_adaptation_learns_to_refind_the_drawn_frames_and_stops_when_they_fit(net):
+    video = restrict_labels(make_patient(322).render("4CH", size=SIZE, n_frames=12), "ed-es")
+    views = prepare(net, video, AdaptConfig(views=2))
+    adapted, info = adapt_to_video(net, video, AdaptConfig(steps=24, fit_target=1.1, views=2), views=views)
+    assert info["steps"] == 24 and not info["stopped_early"] and info["loss_last"] < info["loss_first"]
+    assert propagation_fit(adapted, views[0]) == pytest.approx(info["fit_after"], abs=1e-4)
+    fitting = adapt_to_video(net, video, AdaptConfig(steps=16, fit_target=0.0), views=views)[1]
+    assert fitting["steps"] == 0 and fitting["stopped_early"]  # already fits: nothing to do
+    single = video.with_labels(video.labels, annotated=[video.ed])  # nothing to re-find: no step taken
+    assert adapt_to_video(net, single, AdaptConfig(steps=5))[1]["steps"] == 0
 
 
 def test_shift_score_flags_a_video_unlike_the_training_data(net):

@@ -157,6 +157,27 @@ def test_segment_with_the_shipped_demo_model(layouts, tmp_path):
     assert load_video(video, labels=tmp_path / "seg.nrrd").annotated == tuple(range(n))  # LV found on every frame
 
 
+def test_segment_a_camus_file_uses_drawn_frames_only_when_given(layouts, tmp_path):
+    """A CAMUS file inside its dataset tree has its reference beside it: that is not a drawing."""
+    torch.manual_seed(0)
+    net = build_model("tiny")
+    save_checkpoint(tmp_path / "tiny.pt", net, net.config)
+    folder = layouts / "camus" / "database_nifti" / "patient0001"
+    video, gt = folder / "patient0001_4CH_half_sequence.nii.gz", folder / "patient0001_4CH_half_sequence_gt.nii.gz"
+    reference = load_video(gt).frames  # the _gt file read as a volume: its values are the labels
+    run("segment", str(video), "--out", str(tmp_path / "auto.nii.gz"), "--report", str(tmp_path / "auto.json"),
+        "--model", str(tmp_path / "tiny.pt"))
+    assert json.loads((tmp_path / "auto.json").read_text())["annotated_frames"] == []
+    auto = load_video(video, labels=None)
+    from echoforge.io.volume import read_label_volume
+
+    predicted = read_label_volume(tmp_path / "auto.nii.gz").labels
+    assert predicted.shape == auto.frames.shape and not np.array_equal(predicted, np.rint(reference * 255))
+    run("segment", str(video), "--labels", str(gt), "--annotated", "0", "--out", str(tmp_path / "rest.nii.gz"),
+        "--report", str(tmp_path / "rest.json"), "--model", str(tmp_path / "tiny.pt"))
+    assert json.loads((tmp_path / "rest.json").read_text())["annotated_frames"] == [0]
+
+
 def test_evaluate_and_export_from_the_command_line(layouts, tmp_path):
     torch.manual_seed(0)
     net = build_model("tiny")

@@ -146,8 +146,26 @@ def test_streaming_gives_the_same_masks_as_clip_inference(clips, with_references
         if with_references else None
     core = SegmentationCore(net, refs)
     streamed = torch.stack([core.step(frames[0, t]) for t in range(frames.shape[1])])
-    assert torch.equal(streamed.argmax(1), clip_probs.argmax(1))
-    assert torch.allclose(streamed, clip_probs, atol=1e-4)
+    drawn = clip.labelled if with_references else np.zeros(len(clip.labelled), bool)
+    assert torch.equal(streamed[~drawn].argmax(1), clip_probs[~drawn].argmax(1))
+    assert torch.allclose(streamed[~drawn], clip_probs[~drawn], atol=1e-4)
+    for t in np.flatnonzero(drawn):  # a drawn frame comes back exactly as drawn
+        assert torch.equal(streamed[t].argmax(0), torch.from_numpy(clip.labels[t].astype(np.int64)))
+
+
+def test_a_frame_drawn_while_streaming_joins_the_memory(clips):
+    torch.manual_seed(0)
+    net = build_model("tiny").eval()
+    clip = clips[1]
+    frames = torch.from_numpy(clip.frames).float() / 255
+    drawn = torch.from_numpy(clip.labels[0].astype(np.int64))
+    plain, guided = SegmentationCore(net), SegmentationCore(net)
+    first = guided.step(frames[0], mask=drawn)
+    plain.step(frames[0])
+    assert torch.equal(first.argmax(0), drawn) and 0 in guided.memory.references
+    later_plain = torch.stack([plain.step(f) for f in frames[1:]])
+    later_guided = torch.stack([guided.step(f) for f in frames[1:]])
+    assert not torch.allclose(later_plain, later_guided, atol=1e-4)  # the drawing steers what follows
 
 
 def test_segment_the_rest_keeps_drawn_frames_exactly():
@@ -160,6 +178,43 @@ def test_segment_the_rest_keeps_drawn_frames_exactly():
         np.testing.assert_array_equal(seg.labels[t], video.labels[t])
     single = segment_video(net, video.select([0]).replace(labels=None, annotated=()))
     assert single.labels.shape == (1, 70, 90)
+
+
+def test_segment_the_rest_propagates_both_ways_and_names_the_next_frame():
+    torch.manual_seed(0)
+    net = build_model("tiny").eval()
+    video = make_patient(9201).render("4CH", size=(64, 64), n_frames=12)
+    drawn = video.with_labels(video.labels, annotated=[6])  # frames before the drawn one exist too
+    both = segment_video(net, drawn, chunk=5)
+    forward = segment_video(net, drawn, chunk=5, bidirectional=False)
+    assert not np.allclose(both.probabilities[:6], forward.probabilities[:6], atol=1e-3)
+    assert len(both.extra["disagreement"]) == 12 and both.extra["disagreement"][6] == 0.0
+    assert both.extra["next_frame"] is not None and abs(both.extra["next_frame"] - 6) > 2
+    np.testing.assert_array_equal(both.labels[6], video.labels[6])
+
+
+def test_drawn_frames_that_cannot_be_right_are_refused_or_flagged():
+    from echoforge.engine.inference import check_drawn_frames
+
+    video = make_patient(9202).render("4CH", size=(64, 64), n_frames=12)
+    ed, es = video.ed, video.es
+    assert check_drawn_frames(video.with_labels(video.labels, annotated=[ed, es])) == []
+    only = check_drawn_frames(video.with_labels(video.labels, annotated=[ed]))
+    assert len(only) == 1 and "only frame" in only[0]
+    no_la = video.labels.copy()
+    no_la[es][no_la[es] == 3] = 0
+    assert any("left atrium" in w and str(es) in w for w in check_drawn_frames(
+        video.with_labels(no_la, annotated=[ed, es])))
+    moved = video.labels.copy()
+    moved[es] = np.roll(moved[es], 30, axis=1)  # drawn on the wrong place
+    assert any("disagree" in w for w in check_drawn_frames(video.with_labels(moved, annotated=[ed, es])))
+    empty = video.labels.copy()
+    empty[es][empty[es] == 1] = 0
+    net = build_model("tiny").eval()
+    with pytest.raises(EmptyLabelError, match=f"frames? {es} hold no LV"):
+        segment_video(net, video.with_labels(empty, annotated=[ed, es]))
+    seg = segment_video(net, video.with_labels(moved, annotated=[ed, es]))
+    assert any("disagree" in w for w in seg.extra["warnings"])
 
 
 def test_load_dataset_layouts(studies, tmp_path):

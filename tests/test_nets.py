@@ -5,7 +5,7 @@ import torch
 
 from echoforge.nets import CONFIGS, build_model, get_config
 from echoforge.nets.arc import AnchorRecalibration
-from echoforge.nets.echoforge_net import Memory, downsample_labels
+from echoforge.nets.echoforge_net import Memory, downsample_labels, stack_memory
 from echoforge.nets.tsf import TemporalSemanticFusion
 
 
@@ -31,7 +31,8 @@ def test_clip_forward_shapes(mode, classes):
         out = net(torch.rand(2, 3, 64, 64))
     assert out["logits"].shape == (2, 3, classes, 64, 64)
     assert out["logits16"].shape == (2, 3, classes, 4, 4)
-    assert out["weight_maps"].shape == (2, 3, 2, 4, 4)
+    assert out["arc_weight_logits"].shape == (2, 3, 2, 4, 4)
+    assert out["arc_patch_logit"].shape == out["arc_weight"].shape == (2, 3, 1, 4, 4)
 
 
 def test_sizes_that_are_not_multiples_of_the_stride():
@@ -42,11 +43,12 @@ def test_sizes_that_are_not_multiples_of_the_stride():
 
 
 def test_ablations_build_and_run():
-    for overrides in ({"use_arc": False}, {"use_tsf": False}, {"n_anchors": 1}, {"n_anchors": 4}):
+    for overrides in ({"use_arc": False}, {"use_tsf": False}, {"n_anchors": 1}, {"n_anchors": 4},
+                      {"use_readout": False}, {"patch": 2}):
         net = build_model("tiny", **overrides).eval()
         with torch.no_grad():
             assert torch.isfinite(net(torch.rand(1, 2, 64, 64))["logits"]).all()
-    assert "weight_maps" not in build_model("tiny", use_arc=False)(torch.rand(1, 1, 64, 64))
+    assert "arc_weight" not in build_model("tiny", use_arc=False)(torch.rand(1, 1, 64, 64))
 
 
 def test_arc_leaves_confident_patches_untouched_and_pulls_uncertain_ones():
@@ -77,15 +79,40 @@ def test_tsf_prior_tokens_when_memory_is_empty_and_mask_pooling_otherwise():
 
 
 def test_memory_is_bounded_and_references_never_see_themselves():
-    x = torch.zeros(1, 4, 2, 2)
-    ref = (x, torch.zeros(1, 3, 2, 2), torch.ones(1))
-    memory = Memory(size=3, references={0: ref})
-    for t in range(1, 6):
-        memory.push(t, x + t, torch.zeros(1, 3, 2, 2))
-    feats, _, _ = memory.gather(0)
-    assert feats.shape[1] == 2  # the reference itself is left out; two recent frames kept
-    assert memory.gather(9)[0].shape[1] == 3
-    assert memory.gather(9)[0][0, -1, 0, 0, 0] == 5.0
+    net = build_model("tiny").eval()
+    with torch.no_grad():
+        enc = net.encode(torch.rand(6, 1, 64, 64))
+        ref = net.reference(enc[0:1], torch.zeros(1, 64, 64, dtype=torch.long))
+        memory = Memory(size=3, references={0: ref})
+        for t in range(1, 6):
+            memory.push(t, net.remember(enc[t:t + 1], torch.full((1, 4, 64, 64), 0.25)))
+    assert len(memory.gather(0)) == 2  # the reference itself is left out; two recent frames kept
+    assert len(memory.gather(9)) == 3
+    assert torch.equal(memory.gather(9)[-1].x16, enc.x16[5:6])
+    feats, masks, valid = stack_memory(memory.gather(9), "x16", "mask16")
+    assert feats.shape == (1, 3, 32, 4, 4) and masks.shape == (1, 3, 4, 4, 4) and valid.shape == (1, 3)
+    memory.add_reference(3, ref)  # a frame drawn later joins; the recent frames make room
+    assert len(memory.recent) == 1 and len(memory.gather(9)) == 3
+
+
+def test_readout_carries_the_drawn_shape_to_matching_pixels():
+    from echoforge.nets.readout import MemoryReadout
+
+    readout = MemoryReadout(c8=8, n_classes=2, key_dim=4, value_dim=3)
+    query = torch.zeros(1, 4, 2, 2)
+    query[0, 0, 0, 0] = 5.0  # one pixel matches the memory's left column, the others its right column
+    keys = torch.zeros(1, 1, 4, 2, 2)
+    keys[0, 0, 0, :, 0] = 5.0
+    masks = torch.zeros(1, 1, 2, 2, 2)
+    masks[0, 0, 1, :, 0] = 1.0  # class 1 on the left column
+    masks[0, 0, 0, :, 1] = 1.0
+    out = readout(query, keys, torch.zeros(1, 1, 3, 2, 2), masks, torch.ones(1, 1))
+    propagated = out[0, -2:]
+    assert propagated[1, 0, 0] > 0.99 and propagated[1, 1, 1] < 0.01
+    empty = readout(query, None, None, None, None)
+    assert empty.shape == (1, 5, 2, 2) and not empty.any()
+    padding = readout(query, keys, torch.zeros(1, 1, 3, 2, 2), masks, torch.zeros(1, 1))
+    assert not padding.any()
 
 
 def test_references_change_the_prediction():

@@ -44,3 +44,29 @@ def test_serve_command_explains_what_is_missing(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "studies folder not found" in done.stderr
     assert Path(tmp_path).exists()
+
+
+def test_serve_command_takes_a_dicomweb_url(tmp_path):
+    # a PACS that does not answer: the server still starts, lists nothing, and makes no folder named "http:"
+    app = copy_app(tmp_path)
+    port, dead = free_port(), free_port()
+    env = {**os.environ, "MONAI_LABEL_DATASTORE_CACHE_PATH": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "echoforge.cli", "serve", "--studies",
+                             f"http://127.0.0.1:{dead}/dicom-web", "--app", str(app), "--port", str(port),
+                             "--conf", "network", "tiny"], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        info = None
+        deadline = time.time() + 180
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                info = requests.get(f"http://127.0.0.1:{port}/info/", timeout=5).json()
+                break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        assert info is not None, "the server did not answer"
+        assert info["datastore"]["total"] == 0
+        assert not (tmp_path / "http:").exists() and (tmp_path / "cache").is_dir()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

@@ -5,6 +5,8 @@ one AVI, which the server converts without a pixel spacing). The tests run in or
 clinician session: connect → next sample → download → draw two frames → segment the rest →
 measure → report → submit → train; then the bad input a clinician meets: no server, a server
 that never answers, a video without spacing, nothing drawn, a label the server does not know.
+Last, the module's widget itself (through the Slicer stand-ins of ``tests/slicer_fakes.py``) on
+DICOM cines loaded the way Slicer's DICOM module loads them.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ import pytest
 
 from echoforge.core.measurements import measure_biplane, measure_labels
 from echoforge.io.avi import write_avi
+from echoforge.io.dicom import write_dicom
 from echoforge.io.volume import read_label_volume, read_volume
 from echoforge.phantom import make_patient
 from echoforge.phantom_datasets import write_phantom_dataset
 from tests.server import copy_app, free_port, monailabel_server
+from tests.slicer_fakes import FakeSlicer, draw_on_frame, import_echoforge, load_dicom_cine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "slicer_extension" / "EchoForge"))
 
@@ -166,7 +170,7 @@ def test_04_annotate_two_frames_and_segment_the_rest(env):
     # a correction after the result: the corrected frame joins the annotated ones
     corrected = result.copy()
     other = next(f for f in range(video.n_frames) if f not in frames)
-    corrected[other] = drawn[frames[0]]
+    corrected[other][:4, :4] = 1  # the clinician paints on an undrawn frame
     assert session.annotations.update(corrected, baseline=result) == [other]
     assert session.annotations.annotated_frames == sorted([*frames, other])
     session.annotations.remove_frame(other)
@@ -191,20 +195,22 @@ def test_05_measure_the_result_like_the_library_and_the_server(env):
     session.mark_es(marks[1])
     assert (ours["available"], ours["reason"], ours["ed"], ours["es"]) == (
         server["available"], server["reason"], server["ed"], server["es"])
-    for key in ("edv_disks_ml", "esv_disks_ml", "ef"):
-        assert ours[key] == pytest.approx(server[key], rel=1e-6, nan_ok=True), key
+    for key in ("edv_disks_ml", "esv_disks_ml", "ef"):  # absent or None on both sides when ED/ES hold no LV
+        if ours.get(key) is None or server.get(key) is None:
+            assert ours.get(key) is None and server.get(key) is None, key
+        else:
+            assert ours[key] == pytest.approx(server[key], rel=1e-6, nan_ok=True), key
     assert ours.get("areas") == pytest.approx(server.get("areas"), rel=1e-6)
 
 
-def test_06_report_json_and_pngs(env, tmp_path):
+def test_06_report_json(env, tmp_path):
     session = env["state"]["session"]
     report = session.report(str(tmp_path))
     written = json.loads(Path(report["report_json"]).read_text())
-    assert {"source", "frames", "size", "spacing_mm", "frame_time_ms", "view", "measurements", "annotated_frames",
-            "montage_png", "curve_png"} <= set(written)
+    assert {"source", "frames", "size", "spacing_mm", "frame_time_ms", "view", "measurements",
+            "annotated_frames"} <= set(written)
     assert written["view"] == "4CH" and written["annotated_frames"] == session.annotations.annotated_frames
-    for key in ("montage_png", "curve_png"):
-        assert Path(written[key]).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert written["measurements"]["ef"] == pytest.approx(session.measurements()["ef"])
 
 
 def test_07_submit_the_drawn_frames(env):
@@ -235,7 +241,7 @@ def test_08_biplane_and_study_report(env, tmp_path):
     four.reference_ef, two.reference_ef = 60.0, 55.0
     summary = write_study_report([four, two], str(tmp_path))
     assert summary["biplane"][0]["2CH"] == "patient0001_2CH" and summary["ef_agreement"]["n"] == 2
-    assert Path(summary["bland_altman_png"]).exists()
+    assert summary["ef_bland_altman"]["video"] == ["patient0001_4CH", "patient0001_2CH"]
     assert json.loads(Path(summary["report_json"]).read_text())["videos"][0]["reference_ef"] == 60.0
 
 
@@ -363,3 +369,123 @@ def test_15_a_video_of_ones_own_on_another_axis_order(env):
         for f in (0, 3):  # the server read the video and the drawing the same way round as the module
             np.testing.assert_array_equal(result[f], drawn[f])
         assert session.submit(client)["image"] == image_id
+
+
+# ---------------------------------------------------------------------- the module's widget on a DICOM cine
+@pytest.fixture
+def panel(env, monkeypatch):
+    fake = FakeSlicer((5, 8))
+    module = import_echoforge(fake, monkeypatch)
+    widget = module.EchoForgeWidget()
+    widget.setup()
+    widget.serverUrlEdit.text = env["url"]
+    widget.connectButton._click()
+    assert widget.statusLabel.text == f"Connected to {env['url']}.", widget.statusLabel.text
+    yield fake, module, widget
+    widget.cleanup()
+
+
+def _cine_file(tmp_path, seed: int, spacing):
+    movie = make_patient(seed).render("4CH", size=SIZE, n_frames=10).replace(spacing=spacing, frame_time_ms=1000 / 30)
+    return movie, write_dicom(movie, tmp_path / f"cine{seed}.dcm")
+
+
+def test_16_the_widget_loop_on_a_calibrated_dicom_cine(env, panel, tmp_path):
+    fake, module, widget = panel
+    movie, path = _cine_file(tmp_path, 616, (0.3, 0.25))
+    browser = load_dicom_cine(fake, str(path), movie.frames_uint8(), movie.spacing, movie.frame_time_ms,
+                              name="7: US patient0616_4CH [1]")
+    widget.volumeSelector.setCurrentNode(browser.GetProxyNode(browser.GetMasterSequenceNode()))  # the obvious pick
+    assert widget.calibratedCheck.checked, widget.calibrationLabel.text
+    widget.useVolumeButton._click()
+    session = widget.logic.session
+    assert session is not None, widget.statusLabel.text
+    assert widget.logic.cine.browser is browser  # the cine as Slicer loaded it, not a copy
+    assert session.video.n_frames == 10 and session.video.spacing == pytest.approx((0.3, 0.25))
+    assert session.video.frame_time_ms == pytest.approx(1000 / 30, abs=1e-9)
+    for frame in (0, 5, 8):
+        draw_on_frame(fake, widget, frame, "LV cavity", movie.labels[frame] == 1)
+        draw_on_frame(fake, widget, frame, "LV myocardium", movie.labels[frame] == 2)
+    widget.annotationTimer._fire()
+    assert session.annotations.annotated_frames == [0, 5, 8]
+    widget.frameSlider.value = 8
+    widget.forgetFrameButton._click()
+    widget.segmentRestButton._click()
+    assert "Segmented 10 frames" in widget.statusLabel.text, widget.statusLabel.text
+    assert session.result_info["annotated_frames"] == [0, 5]  # the forgotten frame stayed out
+    drawn = np.where(np.isin(movie.labels, (1, 2)), movie.labels, 0)
+    for frame in (0, 5):
+        np.testing.assert_array_equal(session.result[frame], drawn[frame])
+    layout = module.single_frame_layout(session.video)
+    proxy = widget.logic.cine.proxy_segmentation()
+    for frame in range(10):  # the contours play with the cine
+        browser.SetSelectedItemNumber(frame)
+        shown = proxy.GetSegmentation().GetSegment("LV cavity")._mask
+        np.testing.assert_array_equal(shown, layout.to_slicer_array(session.result[frame:frame + 1]) == 1)
+    row = widget.logic.measurement_rows()[0]
+    assert row["edv_ml"] > row["esv_ml"] > 0 and widget.resultsTable.item(0, 4).text() != "-"
+    widget.submitButton._click()
+    assert "saved (frames [0, 5])" in widget.statusLabel.text, widget.statusLabel.text
+    assert _label_info(env, session.image_id)["annotated_frames"] == [0, 5]
+
+
+def test_17_an_uncalibrated_dicom_cine_gets_no_ml_and_the_server_agrees(env, panel, tmp_path):
+    fake, module, widget = panel
+    movie, path = _cine_file(tmp_path, 617, None)
+    browser = load_dicom_cine(fake, str(path), movie.frames_uint8(), None, movie.frame_time_ms,
+                              name="8: US patient0617_4CH [1]")
+    widget.volumeSelector.setCurrentNode(browser)
+    assert not widget.calibratedCheck.checked and "no ultrasound calibration" in widget.calibrationLabel.text
+    widget.useVolumeButton._click()
+    session = widget.logic.session
+    assert session.video.spacing is None
+    widget.calibratedCheck.checked = True  # ticking it on the plugin's 1 mm is refused
+    assert "cannot be taken as calibrated" in widget.statusLabel.text and not widget.calibratedCheck.checked
+    widget.segmentAutoButton._click()
+    assert session.result is not None, widget.statusLabel.text
+    server = session.result_info["measurements"]
+    assert server["area_unit"] == "px²" and server["edv_disks_ml"] is None  # the server never had a spacing
+    row = widget.logic.measurement_rows()[0]
+    assert row["edv_ml"] is None and row["esv_ml"] is None and row["ef"] is not None
+    assert widget.resultsTable.item(0, 4).text() == "-"
+
+
+def test_16_the_api_key_travels_as_a_bearer_token_and_a_busy_server_is_said_plainly():
+    """Against an HTTP server that records what it receives and answers 503 (the key check itself: test_auth.py)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from EchoForgeLib import EchoForgeClientError, ServerBusyError
+
+    received: list[str | None] = []
+
+    class Busy(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            received.append(self.headers.get("Authorization"))
+            body = b'{"detail": "the server is busy: 5 requests are running or waiting; try again in a moment"}'
+            self.send_response(503)
+            self.send_header("Retry-After", "7")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(ServerBusyError) as busy:
+            EchoForgeClient(url, timeout=5, api_key="the-key-0123456789").info()
+        assert busy.value.retry_after == 7 and "try again in 7 s" in str(busy.value)
+        with pytest.raises(ServerBusyError):
+            EchoForgeClient(url, timeout=5, token="a-site-token").info()  # an identity server's token, sent alike
+        with pytest.raises(ServerBusyError):
+            EchoForgeClient(url, timeout=5).info()
+        assert received == ["Bearer the-key-0123456789", "Bearer a-site-token", None]
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(EchoForgeClientError, match="not both"):
+        EchoForgeClient(url, api_key="one-key-0123456789", token="another-token")

@@ -8,7 +8,6 @@ annotation bookkeeping are checked directly.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import sys
@@ -17,7 +16,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from PIL import Image
 
 from echoforge.io import volume as library_volume
 from echoforge.phantom import make_patient
@@ -27,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "slicer_extension" 
 from EchoForgeCore.clip import report_measurements  # noqa: E402 (the module folder is put on the path above)
 from EchoForgeCore.volume import frame_layout, frames_from_slicer_array  # noqa: E402
 from EchoForgeLib.annotations import FrameAnnotations  # noqa: E402
+from EchoForgeLib.cine import frame_time_from_index, frames_kji, spacing_from_dicom  # noqa: E402
 from EchoForgeLib.client import EchoForgeClient, _answer_error  # noqa: E402
 from EchoForgeLib.errors import (  # noqa: E402
     AnnotationError,
@@ -38,8 +37,9 @@ from EchoForgeLib.errors import (  # noqa: E402
 )
 from EchoForgeLib.multipart import decode_multipart, encode_multipart  # noqa: E402
 from EchoForgeLib.nrrd import read_nrrd  # noqa: E402
-from EchoForgeLib.png import encode_png  # noqa: E402
 from EchoForgeLib.report import agreement, study_report, video_report  # noqa: E402
+from EchoForgeLib.session import VideoSession  # noqa: E402
+from EchoForgeLib.state import decode_states, encode_states, restore_session, session_state  # noqa: E402
 from EchoForgeLib.volume import (  # noqa: E402
     parse_volume,
     read_volume,
@@ -168,33 +168,114 @@ def test_bad_files(tmp_path):
 
 
 # ---------------------------------------------------------------------- report
-def test_report_files_are_valid_png_and_strict_json(tmp_path):
+def test_report_files_are_strict_json_and_name_the_pictures_made_in_slicer(tmp_path):
     video = make_patient(4).render("4CH", size=(64, 64))
-    report = video_report("patient0004_4CH", video.frames_uint8(), video.labels, video.spacing,
-                          video.frame_time_ms, out_dir=str(tmp_path), annotated_frames=[0, 8])
+    report = video_report("patient0004_4CH", video.labels, video.spacing, video.frame_time_ms, out_dir=str(tmp_path),
+                          annotated_frames=[0, 8], pictures={"curve_png": str(tmp_path / "curve.png")})
     written = json.loads(Path(report["report_json"]).read_text())  # strict: NaN written as null
     assert written["measurements"]["ef"] == pytest.approx(report["measurements"]["ef"])
-    montage, curve = Image.open(report["montage_png"]), Image.open(report["curve_png"])
-    assert montage.mode == curve.mode == "RGB" and curve.size == (960, 520) and montage.size[1] > 240
-    no_spacing = video_report("uncalibrated", video.frames_uint8(), video.labels, None, out_dir=str(tmp_path))
-    assert no_spacing["measurements"]["edv_disks_ml"] is None and Path(no_spacing["curve_png"]).exists()
+    assert written["curve_png"] == str(tmp_path / "curve.png") and written["annotated_frames"] == [0, 8]
+    no_spacing = video_report("uncalibrated", video.labels, None, out_dir=str(tmp_path))
+    assert no_spacing["measurements"]["edv_disks_ml"] is None and no_spacing["spacing_mm"] is None
     one = study_report([report], str(tmp_path), {"patient0004_4CH": 60.0})
     assert "ef_agreement" not in one  # a Bland-Altman needs at least two videos with a reference
     two = study_report([report, {**report, "source": "second"}], str(tmp_path),
-                       {"patient0004_4CH": 60.0, "second": 50.0})
-    assert two["ef_agreement"]["n"] == 2 and Image.open(two["bland_altman_png"]).size == (760, 640)
+                       {"patient0004_4CH": 60.0, "second": 50.0}, pictures={"bland_altman_png": "ba.png"})
+    assert two["ef_agreement"]["n"] == 2 and two["bland_altman_png"] == "ba.png"
+    points = two["ef_bland_altman"]
+    assert points["video"] == ["patient0004_4CH", "second"]
+    assert points["difference"] == pytest.approx([report["measurements"]["ef"] - 60.0, report["measurements"]["ef"] - 50.0])
+    assert not list(tmp_path.glob(".echoforge-*"))  # written atomically, nothing left half-written
 
 
-def test_agreement_takes_missing_values_and_png_round_trips():
+def test_agreement_is_the_cores_and_takes_missing_values():
+    from EchoForgeCore.agreement import agreement as core_agreement
+
     rng = np.random.default_rng(2)
     values, reference = list(rng.normal(55, 8, 9)), list(rng.normal(55, 8, 9))
     values[3] = None
     stats = agreement(values, reference)
+    assert agreement is core_agreement
     assert stats["n"] == 8 and stats["n_dropped"] == 1 and math.isfinite(stats["loa_upper"])
-    image = rng.integers(0, 255, (7, 9, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(encode_png(image)))), image)
-    grey = image[..., 0]
-    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(encode_png(grey)))), grey)
+
+
+# ---------------------------------------------------------------------- cines as Slicer holds them
+def test_dicom_spacing_follows_the_librarys_rule(tmp_path):
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from echoforge.io.dicom import read_dicom, write_dicom
+
+    clip = make_patient(6).render("4CH", size=(40, 48), n_frames=3)
+    for spacing in ((0.31, 0.27), None):
+        path = write_dicom(clip.replace(spacing=spacing), tmp_path / f"cine_{bool(spacing)}.dcm")
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        assert spacing_from_dicom(ds) == read_dicom(path, crop_to_sector=False).spacing
+        assert (spacing_from_dicom(ds) is None) == (spacing is None)
+    # two regions (a Doppler strip under the 2-D image), as the image-sequence plugin leaves at 1 mm
+    path = write_dicom(clip.replace(spacing=(0.31, 0.27)), tmp_path / "two_regions.dcm")
+    ds = pydicom.dcmread(path)
+    doppler = Dataset()
+    doppler.RegionSpatialFormat, doppler.RegionDataType = 3, 3
+    doppler.PhysicalUnitsXDirection, doppler.PhysicalUnitsYDirection = 4, 7
+    doppler.PhysicalDeltaX, doppler.PhysicalDeltaY = 0.01, 0.5
+    ds.SequenceOfUltrasoundRegions = Sequence([*ds.SequenceOfUltrasoundRegions, doppler])
+    del ds.PixelSpacing
+    ds.save_as(path)
+    assert spacing_from_dicom(pydicom.dcmread(path)) == pytest.approx((0.31, 0.27))
+    assert spacing_from_dicom(pydicom.dcmread(path)) == read_dicom(path, crop_to_sector=False).spacing
+    assert spacing_from_dicom(Dataset()) is None
+
+
+def test_frame_time_from_the_plugins_rounded_index_values():
+    for fps in (30.0, 49.7, 62.5):
+        values = [f"{t / fps:.3f}" for t in range(40)]  # what DICOMImageSequencePlugin writes
+        steps = {round((float(b) - float(a)) * 1000, 6) for a, b in zip(values, values[1:], strict=False)}
+        assert len(steps) > 1 or 1000 / fps == pytest.approx(steps.pop())  # neighbours disagree by a ms
+        assert frame_time_from_index(values, "s") == pytest.approx(1000 / fps, abs=1000 / 39 / 1000 + 1e-9)
+        assert frame_time_from_index(values, "s", playback_fps=fps) == pytest.approx(1000 / fps, abs=1e-12)
+        assert frame_time_from_index(values, "s", playback_fps=fps * 2) == frame_time_from_index(values, "s")
+    assert frame_time_from_index(["0", "33.3", "66.6"], "ms") == pytest.approx(33.3)
+    for values, unit in ((["1", "2", "3"], ""), (["1"], "s"), (["0", "0.1", "0.1"], "s"), (["a", "b"], "s")):
+        assert frame_time_from_index(values, unit) is None, (values, unit)
+
+
+def test_frames_of_scalar_vector_and_multivolume_arrays():
+    rng = np.random.default_rng(1)
+    scalar = rng.integers(0, 255, (5, 6, 7), dtype=np.uint8)
+    np.testing.assert_array_equal(frames_kji(scalar, "scalar"), scalar)
+    rgb = np.repeat(scalar[..., None], 3, axis=-1)
+    np.testing.assert_allclose(frames_kji(rgb, "vector"), scalar, atol=1e-3)
+    np.testing.assert_allclose(frames_kji(np.concatenate([rgb, rgb[..., :1]], -1), "vector"), scalar, atol=1e-3)
+    multi = np.moveaxis(scalar, 0, -1)[None]  # [1, j, i, T]: time last
+    np.testing.assert_array_equal(frames_kji(multi, "multivolume"), scalar)
+    for array, kind, words in ((multi.repeat(2, axis=0), "multivolume", "3-D\\+t"), (scalar[..., None].repeat(5, -1),
+                                                                                   "vector", "5 components"),
+                               (scalar, "vector", "4-D")):
+        with pytest.raises(VolumeFormatError, match=words):
+            frames_kji(array, kind)
+
+
+def test_session_state_round_trips_and_restores_the_bookkeeping():
+    video = make_patient(8).render("2CH", size=(32, 40), n_frames=6)
+    ours = volume_from_frames(video.frames_uint8(), video.spacing, video.frame_time_ms)
+    session = VideoSession("patient0008_2CH", ours, suggested={"suggested_frames": [0, 4]})
+    drawn = np.zeros_like(video.labels)
+    drawn[[0, 2, 4]] = video.labels[[0, 2, 4]]
+    session.annotations.update(drawn)
+    session.annotations.remove_frame(2)
+    session.mark_ed(0)
+    session.reference_ef = 55.5
+    session.result, session.result_info = video.labels, {"seconds": 0.1}
+    states, problems = decode_states(encode_states([session_state(session)]))
+    assert problems == []
+    again = restore_session(states[0], ours.without_spacing(), video.labels)
+    assert again.annotations.annotated_frames == [0, 4] and again.annotations.forgotten_frames == [2]
+    assert (again.ed, again.reference_ef, again.video.spacing, again.suggested_frames) == (0, 55.5, ours.spacing, [0, 4])
+    np.testing.assert_array_equal(again.result, video.labels)
+    with pytest.raises(ValueError, match="frames"):
+        restore_session(states[0], volume_from_frames(video.frames_uint8()[:3], None), video.labels[:3])
 
 
 # ---------------------------------------------------------------------- client pieces and bookkeeping
@@ -244,3 +325,27 @@ def test_annotation_bookkeeping():
     assert notes.unknown_values() == {7}
     with pytest.raises(AnnotationError, match="outside the video"):
         notes.set_frame(5, np.zeros((4, 6)))
+
+
+def test_a_forgotten_frame_stays_out_until_its_drawing_changes():
+    notes = FrameAnnotations(4, (3, 3))
+    labels = np.zeros((4, 3, 3), np.uint8)
+    labels[[1, 2], 1, 1] = 1
+    notes.update(labels)
+    notes.remove_frame(2)
+    assert notes.annotated_frames == [1] and notes.forgotten_frames == [2]
+    assert notes.update(labels) == [] and notes.annotated_frames == [1]  # a refresh does not bring it back
+    assert not notes.update_frame(2, labels[2])
+    result = labels.copy()
+    result[[0, 3], 0, 0] = 1  # the server's answer for the other frames
+    result[2] = 0
+    result[2, 2, 2] = 1
+    assert notes.update(result, baseline=result) == [] and notes.annotated_frames == [1]
+    labels[2, 0, 2] = 3  # drawn on again (before any result): annotated again
+    fresh = FrameAnnotations(4, (3, 3))
+    fresh.update(labels)
+    fresh.remove_frame(2)
+    assert fresh.update_frame(2, labels[2]) is False
+    redrawn = labels[2].copy()
+    redrawn[0, 0] = 2
+    assert fresh.update_frame(2, redrawn) is True and fresh.annotated_frames == [1, 2] and not fresh.forgotten_frames

@@ -1,341 +1,105 @@
-"""The Slicer module file ``EchoForge.py`` loaded with stand-in modules for ``slicer``, ``qt``, ``ctk`` and ``vtk``.
+"""The Slicer module ``EchoForge.py`` driven through strict, behavioural stand-ins of Slicer (``tests/slicer_fakes.py``).
 
-3D Slicer cannot be installed here, so these tests do NOT test Slicer or how the module behaves in
-it (``EchoForgeTest`` inside ``EchoForge.py`` does that, run in Slicer). They catch what can be
-caught without it: import errors, Python 3.9 syntax, the module description, widgets built and
-every button/shortcut wired to an existing handler, error messages reaching the status line, the
-extension's CMake file listing every logic file, and the node ↔ array glue (and ``EchoForgeTest``'s
-own methods) run against a small in-memory stand-in scene that follows Slicer's array conventions
-([k, j, i] arrays, IJK→RAS) — conventions the stand-in assumes, which only Slicer can confirm.
+3D Slicer cannot be installed here. The stand-ins define only names Slicer defines (checked
+against a Slicer source checkout by ``slicer_extension/Testing/check_slicer_api.py``, see
+``test_slicer_api.py``) and reproduce the rules that broke the module: which segmentation events
+fire when, how the DICOM image-sequence plugin builds a cine, what "fit" does to the slice
+offset, how the sequence browser saves proxy edits, that equal shortcuts are ambiguous. They
+cannot show that the module looks right or that Slicer behaves as the stand-ins say beyond what
+its source says; ``EchoForgeTest`` (inside ``EchoForge.py``) does that in Slicer.
 """
 
 from __future__ import annotations
 
 import ast
-import importlib.util
 import inspect
+import json
 import re
 import sys
-import types
 import unittest
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
+from echoforge.io.dicom import write_dicom
+from echoforge.phantom import make_patient
 from tests.server import free_port
+from tests.slicer_fakes import (
+    FakeSlicer,
+    QFileDialog,
+    QSettings,
+    QShortcut,
+    draw_on_frame,
+    import_echoforge,
+    load_dicom_cine,
+    load_volume_file,
+)
 
 EXTENSION = Path(__file__).resolve().parents[1] / "slicer_extension"
 MODULE_DIR = EXTENSION / "EchoForge"
 MODULE_FILE = MODULE_DIR / "EchoForge.py"
 LIB_DIR = MODULE_DIR / "EchoForgeLib"
 CORE_DIR = MODULE_DIR / "EchoForgeCore"
+VERSIONS = [(5, 0), (5, 4), (5, 8), (5, 10)]
 
 
-# ---------------------------------------------------------------------- stand-ins
-class StandIn:
-    """Anything: every attribute, call, item and operator gives another stand-in; ``connect`` is recorded."""
-
-    connections: list[tuple[str, str, Any]] = []
-
-    def __init__(self, name: str = "standin", *args: Any, **kwargs: Any):
-        self._name = name
-
-    def __getattr__(self, name: str) -> StandIn:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return StandIn(f"{self._name}.{name}")
-
-    def __call__(self, *args: Any, **kwargs: Any) -> StandIn:
-        return StandIn(f"{self._name}()")
-
-    def __or__(self, other: Any) -> StandIn:
-        return StandIn(f"{self._name}|")
-
-    def __iter__(self):
-        return iter(())
-
-    def __str__(self) -> str:
-        return self._name
-
-    def connect(self, signal: str, slot: Any) -> None:
-        StandIn.connections.append((self._name, signal, slot))
-
-
-class StandInModule(types.ModuleType):
-    """A module whose every attribute is a stand-in (``qt.QPushButton(...)``, ``qt.Qt.UserRole``, ...)."""
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return StandIn(f"{self.__name__}.{name}")
-
-
-class ScriptedLoadableModule:
-    def __init__(self, parent: Any):
-        self.parent = parent
-
-
-class ScriptedLoadableModuleWidget:
-    def __init__(self, parent: Any = None):
-        self.parent = parent
-
-    def setup(self) -> None:
-        self.layout = StandIn("layout")
-
-
-class ScriptedLoadableModuleLogic:
-    def __init__(self, parent: Any = None):
-        pass
-
-
-class ScriptedLoadableModuleTest(unittest.TestCase):
-    def delayDisplay(self, message: str, msec: int = 100) -> None:  # noqa: N802 (Slicer's name)
-        pass
-
-
-class VTKObservationMixin:
-    def __init__(self) -> None:
-        self.observations: list[tuple[Any, Any, Any]] = []
-
-    def addObserver(self, obj: Any, event: Any, method: Any) -> None:  # noqa: N802 (Slicer's name)
-        self.observations.append((obj, event, method))
-
-    def removeObservers(self, method: Any = None) -> None:  # noqa: N802 (Slicer's name)
-        self.observations = [o for o in self.observations if method is not None and o[2] != method]
-
-
-# a small in-memory scene with Slicer's conventions, for the node glue
-class Matrix4x4:
-    def __init__(self) -> None:
-        self.values = np.eye(4)
-
-    def SetElement(self, r: int, c: int, v: float) -> None:  # noqa: N802
-        self.values[r, c] = v
-
-    def GetElement(self, r: int, c: int) -> float:  # noqa: N802
-        return float(self.values[r, c])
-
-    def DeepCopy(self, other: Matrix4x4) -> None:  # noqa: N802
-        self.values = other.values.copy()
-
-    def MultiplyPoint(self, point: tuple[float, ...]) -> tuple[float, ...]:  # noqa: N802
-        return tuple(self.values @ np.asarray(point, dtype=float))
-
-
-class Node:
-    count = 0
-
-    def __init__(self, class_name: str, name: str):
-        Node.count += 1
-        self.class_name, self.name, self.id = class_name, name, f"{class_name}{Node.count}"
-        self.array: np.ndarray | None = None
-        self.matrix = Matrix4x4()
-        self.segments: dict[str, list[Any]] = {}
-
-    def GetID(self) -> str:  # noqa: N802
-        return self.id
-
-    def GetName(self) -> str:  # noqa: N802
-        return self.name
-
-    def IsA(self, class_name: str) -> bool:  # noqa: N802
-        return self.class_name == class_name
-
-    def SetIJKToRASMatrix(self, matrix: Matrix4x4) -> None:  # noqa: N802
-        self.matrix.DeepCopy(matrix)
-
-    def GetIJKToRASMatrix(self, matrix: Matrix4x4) -> None:  # noqa: N802
-        matrix.DeepCopy(self.matrix)
-
-    def GetSegmentation(self) -> Node:  # noqa: N802
-        return self
-
-    def AddEmptySegment(self, segment_id: str, name: str, color: Any) -> str:  # noqa: N802
-        self.segments[segment_id] = [name, None]
-        return segment_id
-
-    def GetNumberOfSegments(self) -> int:  # noqa: N802
-        return len(self.segments)
-
-    def GetNthSegmentID(self, index: int) -> str:  # noqa: N802
-        return list(self.segments)[index]
-
-    def GetSegment(self, segment_id: str) -> Any:  # noqa: N802
-        name = self.segments[segment_id][0]
-        return types.SimpleNamespace(GetName=lambda: name)
-
-    def __getattr__(self, name: str) -> Any:  # display nodes, reference geometry, ...: accepted
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return StandIn(f"{self.name}.{name}")
-
-
-class Scene:
-    def __init__(self) -> None:
-        self.nodes: dict[str, Node] = {}
-
-    def AddNewNodeByClass(self, class_name: str, name: str = "") -> Node:  # noqa: N802
-        node = Node(class_name, name)
-        self.nodes[node.id] = node
-        return node
-
-    def GetNodeByID(self, node_id: str) -> Node | None:  # noqa: N802
-        return self.nodes.get(node_id)
-
-    def Clear(self) -> None:  # noqa: N802
-        self.nodes.clear()
-
-
-def _slicer_util(scene: Scene) -> types.ModuleType:
-    util = StandInModule("slicer.util")
-    util.VTKObservationMixin = VTKObservationMixin
-
-    def update_volume_from_array(node: Node, array: np.ndarray) -> None:
-        node.array = np.array(array)
-
-    def array_from_segment(segmentation: Node, segment_id: str, reference: Node) -> np.ndarray:
-        mask = segmentation.segments[segment_id][1]
-        return np.zeros(reference.array.shape, np.uint8) if mask is None else mask.copy()
-
-    def update_segment(mask: np.ndarray, segmentation: Node, segment_id: str, reference: Node) -> None:
-        assert mask.shape == reference.array.shape, (mask.shape, reference.array.shape)
-        segmentation.segments[segment_id][1] = np.array(mask, dtype=np.uint8)
-
-    util.updateVolumeFromArray = update_volume_from_array
-    util.arrayFromVolume = lambda node: node.array
-    util.arrayFromSegmentBinaryLabelmap = array_from_segment
-    util.updateSegmentBinaryLabelmapFromArray = update_segment
-    return util
+@pytest.fixture(params=[(5, 8)], ids=lambda v: f"slicer{v[0]}.{v[1]}")
+def slicer_version(request):
+    return request.param
 
 
 @pytest.fixture
-def module(monkeypatch):
-    """``EchoForge.py`` imported with the stand-ins in ``sys.modules``."""
-    StandIn.connections = []
-    scene = Scene()
-    slicer = StandInModule("slicer")
-    slicer.mrmlScene = scene
-    slicer.util = _slicer_util(scene)
-    scripted = types.ModuleType("slicer.ScriptedLoadableModule")
-    for cls in (ScriptedLoadableModule, ScriptedLoadableModuleWidget, ScriptedLoadableModuleLogic,
-                ScriptedLoadableModuleTest):
-        setattr(scripted, cls.__name__, cls)
-    slicer.ScriptedLoadableModule = scripted
-    vtk = StandInModule("vtk")
-    vtk.vtkMatrix4x4 = Matrix4x4
-    for name, value in (("slicer", slicer), ("slicer.util", slicer.util), ("slicer.ScriptedLoadableModule", scripted),
-                        ("qt", StandInModule("qt")), ("ctk", StandInModule("ctk")), ("vtk", vtk)):
-        monkeypatch.setitem(sys.modules, name, value)
-    monkeypatch.syspath_prepend(str(MODULE_DIR))
-    for name in [m for m in sys.modules if m == "EchoForgeLib" or m.startswith("EchoForgeLib.")]:
-        monkeypatch.delitem(sys.modules, name)
-    spec = importlib.util.spec_from_file_location("EchoForge", MODULE_FILE)
-    loaded = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loaded)
-    return loaded
+def fake(slicer_version):
+    return FakeSlicer(slicer_version)
 
 
-# ---------------------------------------------------------------------- the tests
-def test_slicer_module_structure_with_standin_modules(module):
-    parent = types.SimpleNamespace()
-    module.EchoForge(parent)
-    assert parent.title == "EchoForge" and parent.categories == ["Ultrasound"]
-    assert "Segment the rest" in parent.helpText and parent.acknowledgementText
-    for shortcut in module.SHORTCUTS.values():
-        assert shortcut in parent.helpText
-    assert issubclass(module.EchoForgeTest, unittest.TestCase)
-    tests = [name for name in dir(module.EchoForgeTest) if name.startswith("test_")]
-    assert tests and hasattr(module.EchoForgeTest, "runTest")
-    for name in tests:  # unittest calls them without arguments
-        assert list(inspect.signature(getattr(module.EchoForgeTest, name)).parameters) == ["self"], name
+@pytest.fixture
+def module(fake, monkeypatch):
+    return import_echoforge(fake, monkeypatch)
 
 
-def test_slicer_widget_wiring_with_standin_modules(module):
-    widget = module.EchoForgeWidget()
-    widget.setup()
-    handlers = {name for name, _ in inspect.getmembers(widget, inspect.ismethod) if name.startswith("on")}
-    slots = [slot for _, _, slot in StandIn.connections] + [method for _, _, method in widget.observations]
-    assert all(getattr(slot, "__self__", None) is widget for slot in slots)
-    wired = {slot.__name__ for slot in slots}
-    per_video = {"onSegmentationModified"}  # observes the segmentation of the video being shown
-    assert wired == handlers - per_video, f"not wired: {handlers - per_video - wired}; unknown: {wired - handlers}"
-    shortcuts = [slot.__name__ for _, signal, slot in StandIn.connections if signal == "activated()"]
-    assert sorted(shortcuts) == ["onMarkEd", "onMarkEs", "onNextFrame", "onPreviousFrame"]
+@pytest.fixture
+def widget(module, fake):
+    panel = module.EchoForgeWidget()
+    panel.setup()
+    fake.modules["slicer"].modules.echoforge = type("Representation", (), {"self": lambda _: panel})()
+    fake.modules["slicer"].modules.echoforge.widgetRepresentation = lambda: fake.modules["slicer"].modules.echoforge
+    yield panel
+    panel.cleanup()
 
-    from EchoForgeLib.volume import volume_from_frames
 
-    widget.logic.open_video("patient1_4CH", volume_from_frames(np.zeros((3, 8, 8), np.uint8), (0.3, 0.3)), None)
+def synthetic(module, n_frames: int = 12, spacing=(0.4, 0.3)):
+    return module.EchoForgeTest._synthetic_video(n_frames, (40, 48), spacing)
+
+
+def open_synthetic(widget, module, image_id: str = "patient1_4CH", **kwargs):
+    video, labels = synthetic(module, **kwargs)
+    session = widget.logic.open_video(image_id, video, {"suggested_frames": [0, 6]})
     widget._show_session()
-    assert [method.__name__ for _, _, method in widget.observations] == ["onSegmentationModified"]
-    widget.cleanup()
+    return session, video, labels
 
 
-def test_slicer_widget_reports_failures_in_plain_words_with_standin_modules(module):
-    widget = module.EchoForgeWidget()
-    widget.setup()
-    widget.serverUrlEdit.text = f"http://127.0.0.1:{free_port()}"
-    widget.tokenEdit.text = ""
-    widget.onConnect()
-    assert "connection was refused" in widget.statusLabel.text and widget.logic.client is None
-    widget.onSegmentRest()
-    assert "Load a video first" in widget.statusLabel.text
-    assert module.describe_training({"status": None})[2] is False
-    text, percent, running = module.describe_training({"status": "RUNNING", "epoch": 2, "total_epochs": 8,
-                                                       "best_metric": 0.5})
-    assert running and percent == 25 and "epoch 2 of 8" in text
-    assert module.format_cell(float("nan")) == "-" and module.format_cell(41.26) == "41.3"
+def fire_annotation_timer(widget) -> None:
+    widget.annotationTimer._fire()
 
 
-def test_slicer_node_glue_with_standin_scene(module):
-    """Video → volume node → video, and labels → segments → labels, on an oblique-free but transposed geometry."""
-    from EchoForgeCore.volume import frame_layout
-    from EchoForgeLib.volume import Volume
-
-    rng = np.random.default_rng(0)
-    frames = rng.integers(0, 255, (6, 20, 30), dtype=np.uint8)  # T×H×W
-    labels = rng.integers(0, 4, frames.shape, dtype=np.uint8)
-    ijk_to_ras = np.diag([-0.3, -0.4, 1.0, 1.0])  # SimpleITK-like: axis i runs along the columns
-    layout = frame_layout((30, 20, 6), ijk_to_ras)
-    video = Volume(frames, layout, layout.spacing)
-    logic = module.EchoForgeLogic()
-    session = logic.open_video("patient7_2CH", video, {"suggested_frames": [1, 4]})
-    assert logic.volume_node.array.shape == (6, 20, 30)  # [k, j, i] as Slicer stores it
-    back = module.video_from_node(logic.volume_node, calibrated=True)
-    np.testing.assert_array_equal(back.frames, frames)
-    assert back.spacing == (0.4, 0.3) and module.video_from_node(logic.volume_node, False).spacing is None
-
-    drawn = np.zeros_like(labels)
-    drawn[[1, 4]] = labels[[1, 4]]
-    logic.show_labels(drawn)
-    assert logic.refresh_annotations() == [1, 4] and session.suggested_frames == [1, 4]
-    np.testing.assert_array_equal(logic.labels_from_segments(), drawn)
-    session.result = labels
-    logic.show_labels(labels)
-    assert logic.refresh_annotations() == [] and session.annotations.annotated_frames == [1, 4]
-
-    segment = logic.segmentation_node.AddEmptySegment("RV", "Right ventricle", (0, 1, 0))
-    mask = np.zeros((6, 20, 30), np.uint8)
-    mask[2, 5:8, 5:9] = 1
-    logic.segmentation_node.segments[segment][1] = mask
-    assert logic.segment_values()[segment] == 4 and logic.unknown_segment_names() == ["Right ventricle"]
-    assert logic.refresh_annotations() == [2] and session.annotations.unknown_values() == {4}
-
-
-def test_slicer_module_own_tests_run_against_the_standin_scene(module, monkeypatch):
-    """EchoForgeTest's methods (meant for Slicer) run here against the stand-ins: no Python error in them."""
-    monkeypatch.delenv("ECHOFORGE_SERVER_URL", raising=False)
-    result = unittest.TestResult()
-    unittest.defaultTestLoader.loadTestsFromTestCase(module.EchoForgeTest).run(result)
-    assert result.testsRun == 4 and result.wasSuccessful(), result.errors + result.failures
-
-
-def test_slicer_module_files_parse_as_python_3_9_and_the_logic_needs_no_slicer():
+# ---------------------------------------------------------------------- code that runs in Slicer 5.0-5.10
+def test_module_files_are_python_3_9_and_the_logic_needs_no_slicer():
     files = [MODULE_FILE, *sorted(LIB_DIR.glob("*.py")), *sorted(CORE_DIR.glob("*.py"))]
     allowed = set(sys.stdlib_module_names) | {"numpy", "EchoForgeCore"}
     for path in files:
         tree = ast.parse(path.read_text(), filename=str(path), feature_version=(3, 9))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and any(k.arg == "strict" for k in node.keywords) and \
+                    getattr(node.func, "id", "") == "zip":
+                pytest.fail(f"{path.name}:{node.lineno}: zip(strict=) needs Python 3.10")
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "isinstance" and \
+                    isinstance(node.args[1], ast.BinOp):
+                pytest.fail(f"{path.name}:{node.lineno}: isinstance with X | Y needs Python 3.10")
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "dataclass" and \
+                    any(k.arg in ("slots", "kw_only") for k in node.keywords):
+                pytest.fail(f"{path.name}:{node.lineno}: dataclass(slots/kw_only) needs Python 3.10")
         if path.parent == MODULE_DIR:
             continue
         for node in ast.walk(tree):
@@ -343,6 +107,19 @@ def test_slicer_module_files_parse_as_python_3_9_and_the_logic_needs_no_slicer()
                 [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
             for name in names:
                 assert name.split(".")[0] in allowed, f"{path.name} imports {name}"
+
+
+def test_module_description_and_in_slicer_tests(module):
+    parent = type("Parent", (), {})()
+    module.EchoForge(parent)
+    assert parent.title == "EchoForge" and parent.categories == ["Ultrasound"]
+    assert "Segment the rest" in parent.helpText and parent.acknowledgementText
+    for key in [*module.MARK_SHORTCUTS.values(), *module.FRAME_SHORTCUTS.values()]:
+        assert key in parent.helpText
+    tests = [name for name in dir(module.EchoForgeTest) if name.startswith("test_")]
+    assert len(tests) >= 9 and hasattr(module.EchoForgeTest, "runTest")
+    for name in tests:  # unittest calls them without arguments
+        assert list(inspect.signature(getattr(module.EchoForgeTest, name)).parameters) == ["self"], name
 
 
 def test_slicer_extension_cmake_lists_every_logic_file_and_resource():
@@ -358,3 +135,386 @@ def test_slicer_extension_cmake_lists_every_logic_file_and_resource():
                   "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS", "EXTENSION_DEPENDS \"NA\"",
                   "add_subdirectory(EchoForge)"):
         assert field in top, field
+
+
+def test_no_picture_is_drawn_by_the_logic_layer():
+    assert not {"charts.py", "drawing.py", "font.py", "png.py"} & {p.name for p in LIB_DIR.glob("*.py")}
+    report = (LIB_DIR / "report.py").read_text()
+    assert "zlib" not in report and "png" not in report.split('"""', 2)[2].lower().replace("_png", "")
+
+
+@pytest.mark.parametrize("slicer_version", VERSIONS, indirect=True, ids=lambda v: f"slicer{v[0]}.{v[1]}")
+def test_every_handler_is_wired_and_the_shortcuts_never_clash(widget, module, fake, slicer_version):
+    handlers = {name for name, _ in inspect.getmembers(widget, inspect.ismethod) if name.startswith("on")}
+    wired = set()
+    for obj in [value for value in vars(widget).values() if hasattr(value, "_slots")] + QShortcut._registry:
+        wired |= {getattr(slot, "__name__", "") for slots in obj._slots.values() for slot in slots}
+    wired |= {method.__name__ for _, _, method, _ in widget._observations}
+    per_video = {"onBrowserModified", "onSegmentationModified"}  # observe the video being shown
+    frame_keys = {"onNextFrame", "onPreviousFrame"} if slicer_version >= (5, 8) else set()  # the browser's own
+    assert handlers - per_video - frame_keys <= wired, handlers - per_video - frame_keys - wired
+    open_synthetic(widget, module)
+    assert {m.__name__ for _, _, m, _ in widget._observations} >= per_video
+    # Ctrl+Shift+Right steps exactly one frame whatever the version (one shortcut, not two ambiguous ones)
+    for key, expected in (("Ctrl+Shift+Right", 1), ("Ctrl+Shift+Right", 2), ("Ctrl+Shift+Left", 1)):
+        assert QShortcut._press(key) == 1, (key, slicer_version)
+        assert widget.logic.current_frame() == expected and int(widget.frameSlider.value) == expected
+    QShortcut._press("Ctrl+Shift+E")
+    assert widget.logic.session.ed == 1
+
+
+def test_equal_shortcuts_are_ambiguous_in_the_stand_in(fake, module):
+    """The rule that broke frame stepping in Slicer 5.8: the module's copy of the browser's keys killed both."""
+    from tests.slicer_fakes import QKeySequence
+
+    clash = QShortcut(QKeySequence("Ctrl+Shift+Right"), fake.main_window)
+    assert QShortcut._press("Ctrl+Shift+Right") == 0
+    clash.setParent(None)
+    assert QShortcut._press("Ctrl+Shift+Right") == 1
+
+
+def test_failures_reach_the_status_line_in_plain_words(widget, module, fake):
+    widget.serverUrlEdit.text = f"http://127.0.0.1:{free_port()}"
+    widget.onConnect()
+    assert "connection was refused" in widget.statusLabel.text and widget.logic.client is None
+    assert fake.errors and "connection was refused" in fake.errors[-1]
+    widget.onSegmentRest()
+    assert "Load a video first" in widget.statusLabel.text
+    assert module.describe_training({"status": None})[2] is False
+    text, percent, running = module.describe_training({"status": "RUNNING", "epoch": 2, "total_epochs": 8,
+                                                       "best_metric": 0.5})
+    assert running and percent == 25 and "epoch 2 of 8" in text
+    assert module.format_cell(float("nan")) == "-" and module.format_cell(41.26) == "41.3"
+    assert fake.app._cursor_depth == 0  # every wait cursor was restored
+
+
+# ---------------------------------------------------------------------- the frame the clinician sees
+def test_the_frame_is_the_browsers_both_ways_and_marks_go_where_the_clinician_looks(widget, module, fake):
+    session, video, _ = open_synthetic(widget, module)
+    cine = widget.logic.cine
+    shown = fake.red_background()
+    assert shown is cine.proxy_volume() and shown._array.shape[0] == 1  # one 2-D frame: no slice offset to misread
+    cine.browser.SelectNextItem(4)  # the sequence browser's toolbar (or playback) moves
+    assert int(widget.frameSlider.value) == 4 and "frame 4 of 0-11" in widget.videoInfoLabel.text
+    np.testing.assert_array_equal(shown._array, video.layout.to_slicer_array(video.frames)[4:5])
+    widget.frameSlider.value = 9  # the module's slider moves the browser
+    assert cine.browser.GetSelectedItemNumber() == 9
+    widget.markEsButton._click()
+    cine.browser.SelectNextItem(-9)
+    widget.markEdButton._click()
+    assert (session.ed, session.es) == (0, 9)
+    widget.onAnnotatedFrameChosen(type("Item", (), {"data": lambda self, role: 7})())
+    assert cine.browser.GetSelectedItemNumber() == 7 and int(widget.frameSlider.value) == 7
+
+
+def test_fit_centres_a_stacked_volume_on_its_middle_frame_so_the_module_plays_it_as_a_cine(widget, module, fake,
+                                                                                         tmp_path):
+    """An H×W×T volume shown as it is would sit on its middle frame after fit; the module makes it a cine."""
+    video, _ = synthetic(module, n_frames=9)
+    volume = load_volume_file(fake, str(tmp_path / "own_4CH.nrrd"), video.layout.to_slicer_array(video.frames),
+                              video.layout.ijk_to_ras)
+    fake.modules["slicer"].util.setSliceViewerLayers(background=volume, fit=True)
+    red = fake.app.layoutManager().sliceWidget("Red")
+    assert red.sliceLogic().GetSliceOffset() == pytest.approx(4.0)  # the middle frame, not the slider's 0
+    source = module.resolve_video_node(volume)
+    own = module.video_from_volume_node(source.volume)
+    np.testing.assert_array_equal(own.frames, video.frames)
+    widget.logic.open_video("own_4CH", own, None)
+    widget._show_session()
+    assert fake.red_background() is widget.logic.cine.proxy_volume() and widget.logic.current_frame() == 0
+    np.testing.assert_array_equal(fake.red_background()._array, video.layout.to_slicer_array(video.frames)[0:1])
+
+
+# ---------------------------------------------------------------------- drawing, per frame
+def test_annotated_frames_follow_every_stroke_not_only_the_first(widget, module, fake):
+    session, video, labels = open_synthetic(widget, module)
+    seen: list[int] = []
+    proxy = widget.logic.cine.proxy_segmentation()
+    segmentation = proxy.GetSegmentation()
+    tag = segmentation.AddObserver(segmentation.SegmentModified, lambda caller, event: seen.append(event))
+    first = (labels[2] == 1) & (np.arange(video.frame_size[1])[None, :] < 24)
+    draw_on_frame(fake, widget, 2, "LV cavity", first)
+    fire_annotation_timer(widget)
+    assert session.annotations.annotated_frames == [2] and widget.annotatedList.count() == 1
+    draw_on_frame(fake, widget, 2, "LV cavity", labels[2] == 1)  # a second stroke on the same segment
+    assert len(seen) == 1  # Slicer's SegmentModified came once, on the first stroke only
+    assert widget.annotationTimer.isActive()  # ... but the module heard the second one
+    fire_annotation_timer(widget)
+    np.testing.assert_array_equal(session.annotations.frame_labels(2) == 1, labels[2] == 1)
+    segmentation.RemoveObserver(tag)
+    assert widget.annotatedList.item(0).text() == "frame 2: LV cavity"
+
+
+def test_reading_and_writing_frames_leaves_no_node_behind(widget, module, fake):
+    session, video, labels = open_synthetic(widget, module)
+    sequence = widget.logic.cine.segmentation
+    before = (fake.scene.GetNumberOfNodes(), sequence._sequence_scene.GetNumberOfNodes())
+    for _ in range(2):
+        widget.logic.show_labels(labels)
+        np.testing.assert_array_equal(widget.logic.labels_from_segments(), labels)
+    assert (fake.scene.GetNumberOfNodes(), sequence._sequence_scene.GetNumberOfNodes()) == (before[0], before[1])
+
+
+def test_segment_editor_tools_edit_one_frame_only(widget, module, fake):
+    session, video, labels = open_synthetic(widget, module)
+    widget.logic.show_labels(labels)
+    before = widget.logic.labels_from_segments()
+    np.testing.assert_array_equal(before, labels)
+    blob = np.zeros(video.frame_size, bool)
+    blob[5:15, 5:15] = True
+    draw_on_frame(fake, widget, 4, "Left atrium", blob, radius_slices=2)  # sphere brush / smoothing across k
+    after = widget.logic.labels_from_segments()
+    changed = np.flatnonzero((after != before).reshape(video.n_frames, -1).any(axis=1))
+    assert changed.tolist() == [4]
+    assert (after[4][blob] == 3).all()
+
+
+def test_the_same_brush_on_a_stacked_volume_spills_into_neighbouring_frames(fake):
+    """Why frames are not stacked along k for editing: the stand-in editor reproduces the spill."""
+    from tests.slicer_fakes import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+
+    stacked = vtkMRMLScalarVolumeNode()
+    stacked._array = np.zeros((7, 10, 10), np.uint8)
+    segmentation = vtkMRMLSegmentationNode()
+    segmentation.GetSegmentation().AddEmptySegment("LA", "LA")
+    fake.editor.setSegmentationNode(segmentation)
+    fake.editor._set_source(stacked)
+    mask = np.zeros((7, 10, 10), bool)
+    mask[3, 2:5, 2:5] = True
+    fake.editor._paint("LA", mask, radius_slices=2)
+    painted = segmentation.GetSegmentation().GetSegment("LA")._mask
+    assert np.flatnonzero(painted.any(axis=(1, 2))).tolist() == [1, 2, 3, 4, 5]
+
+
+def test_forget_this_frame_sticks_until_the_frame_is_drawn_again(widget, module, fake):
+    session, video, labels = open_synthetic(widget, module)
+    for frame in (0, 6):
+        draw_on_frame(fake, widget, frame, "LV cavity", labels[frame] == 1)
+    fire_annotation_timer(widget)
+    assert session.annotations.annotated_frames == [0, 6]
+    widget.logic.show_frame(6)
+    widget.forgetFrameButton._click()
+    assert session.annotations.annotated_frames == [0] and "Frame 6 will not be sent" in widget.statusLabel.text
+    widget._flush_annotations()  # what Segment the rest and Submit do first
+    widget.logic.note_edit()  # even a spurious event on that frame
+    widget.logic.refresh_annotations()
+    assert session.annotations.annotated_frames == [0] and "(forgotten)" in widget.videoInfoLabel.text
+    assert widget.logic.labels_from_segments()[6].any()  # the drawing itself stays in Slicer
+    draw_on_frame(fake, widget, 6, "Left atrium", labels[6] == 3)  # drawing there again brings it back
+    fire_annotation_timer(widget)
+    assert session.annotations.annotated_frames == [0, 6]
+
+
+def test_a_result_plays_with_the_cine(widget, module, fake):
+    session, video, labels = open_synthetic(widget, module)
+    widget.logic.show_labels(labels)
+    session.result = labels
+    browser, proxy = widget.logic.cine.browser, widget.logic.cine.proxy_segmentation()
+    layout = module.single_frame_layout(video)
+    browser.SetPlaybackActive(True)
+    for frame in (3, 4, 5, 11):
+        browser.SetSelectedItemNumber(frame)
+        shown = proxy.GetSegmentation().GetSegment("LV cavity")._mask
+        np.testing.assert_array_equal(shown, layout.to_slicer_array(labels[frame:frame + 1]) == 1)
+    browser.SetPlaybackActive(False)
+    assert not widget.annotationTimer.isActive() or widget.logic.refresh_annotations() == []
+
+
+# ---------------------------------------------------------------------- cines as Slicer loads them
+def _dicom_cine(fake, tmp_path, seed: int = 3, spacing=(0.31, 0.29), rgb: bool = False, name: str = "1: US A4C [1]"):
+    video = make_patient(seed).render("4CH", size=(48, 56), n_frames=10)
+    video = video.replace(spacing=spacing, frame_time_ms=1000.0 / 30)
+    path = write_dicom(video, tmp_path / f"cine{seed}{'rgb' if rgb else ''}.dcm", photometric="RGB" if rgb else
+                       "MONOCHROME2")
+    frames = video.frames_uint8()
+    if rgb:
+        frames = np.repeat(frames[..., None], 3, axis=-1)
+    return load_dicom_cine(fake, str(path), frames, spacing, video.frame_time_ms, name), video
+
+
+def test_a_cines_proxy_resolves_to_the_whole_cine_with_its_exact_frame_time(module, fake, tmp_path):
+    browser, video = _dicom_cine(fake, tmp_path)
+    proxy = browser.GetProxyNode(browser.GetMasterSequenceNode())
+    for chosen in (proxy, browser, browser.GetMasterSequenceNode()):
+        source = module.resolve_video_node(chosen)
+        assert source.sequence is browser.GetMasterSequenceNode() and source.browser is browser
+    stacked = module.video_from_sequence(source.sequence, browser)
+    assert stacked.n_frames == 10  # not the single frame the proxy shows
+    np.testing.assert_array_equal(stacked.frames, video.frames_uint8())
+    assert stacked.frame_time_ms == pytest.approx(1000.0 / 30, abs=1e-9)
+    index = [browser.GetMasterSequenceNode().GetNthIndexValue(t) for t in range(10)]
+    assert index[1] == "0.033"  # what the plugin wrote, rounded
+    from EchoForgeLib.cine import frame_time_from_index
+
+    assert frame_time_from_index(index, "s") == pytest.approx(33.333, abs=0.12)  # all index values, no rate
+    assert float(index[1]) * 1000 == pytest.approx(33.0)  # neighbours alone would say 33
+
+
+def test_rgb_cines_become_grey_and_multivolumes_are_frames_not_colour(module, fake, tmp_path):
+    browser, video = _dicom_cine(fake, tmp_path, rgb=True)
+    grey = module.video_from_sequence(browser.GetMasterSequenceNode(), browser)
+    np.testing.assert_allclose(grey.frames, video.frames_uint8(), atol=0.51)
+    frames = video.frames_uint8()  # T×H×W
+    multi = np.moveaxis(np.transpose(frames, (0, 1, 2))[:, None], 0, -1)  # [1, j, i, T]
+    node = load_volume_file(fake, str(tmp_path / "multi.nrrd"), multi, np.diag([-0.3, -0.3, 1.0, 1.0]),
+                            "vtkMRMLMultiVolumeNode", {"MultiVolume.FrameLabels": ",".join(str(33.3 * t) for t in
+                                                                                           range(10)),
+                                                       "MultiVolume.FrameIdentifyingDICOMTagUnits": "ms"})
+    as_video = module.video_from_volume_node(node)
+    assert as_video.n_frames == 10 and as_video.frame_time_ms == pytest.approx(33.3)
+    np.testing.assert_array_equal(as_video.frames, frames)  # 10 frames, not 1 frame of 10 "colours"
+    node._array = np.repeat(multi, 2, axis=0)
+    with pytest.raises(module.VolumeFormatError, match="3-D\\+t"):
+        module.video_from_volume_node(node)
+
+
+def test_an_uncalibrated_dicom_cine_is_never_measured_in_ml(widget, module, fake, tmp_path):
+    calibrated, _ = _dicom_cine(fake, tmp_path, seed=3, spacing=(0.31, 0.29))
+    bare, _ = _dicom_cine(fake, tmp_path, seed=4, spacing=None, name="2: US [1]")
+    widget.volumeSelector.setCurrentNode(calibrated.GetProxyNode(calibrated.GetMasterSequenceNode()))
+    assert widget.calibratedCheck.checked and "0.31 x 0.29 mm" in widget.calibrationLabel.text
+    widget.volumeSelector.setCurrentNode(bare.GetProxyNode(bare.GetMasterSequenceNode()))
+    assert not widget.calibratedCheck.checked and "no ultrasound calibration" in widget.calibrationLabel.text
+    with pytest.raises(module.AnnotationError, match="1 x 1 mm"):  # ticking it anyway is refused
+        module.chosen_spacing(True, module.dicom_calibration(bare.GetMasterSequenceNode().GetNthDataNode(0)),
+                              (1.0, 1.0))
+    assert module.chosen_spacing(False, module.Calibration((0.3, 0.3), "x"), (0.3, 0.3)) is None
+    assert module.chosen_spacing(True, module.Calibration(None, "x"), (0.25, 0.3)) == (0.25, 0.3)
+
+
+def test_calibration_from_a_file_header(module, fake, tmp_path):
+    from EchoForgeLib.volume import volume_from_frames, write_volume
+
+    frames = np.zeros((4, 16, 20), np.uint8)
+    for spacing in ((0.5, 0.4), None):
+        path = tmp_path / f"clip_{bool(spacing)}.nrrd"
+        video = volume_from_frames(frames, spacing)
+        write_volume(video, path)
+        node = load_volume_file(fake, str(path), video.layout.to_slicer_array(frames), video.layout.ijk_to_ras)
+        assert module.file_calibration(node).spacing == spacing
+    orphan = load_volume_file(fake, str(tmp_path / "gone.nrrd"), np.zeros((2, 3, 4)), np.eye(4))
+    assert module.file_calibration(orphan).spacing is None
+
+
+# ---------------------------------------------------------------------- state in the scene
+def test_state_survives_module_reload_and_is_cleared_on_scene_close(widget, module, fake):
+    session, video, labels = open_synthetic(widget, module, image_id="patient2_2CH")
+    for frame in (1, 8):
+        draw_on_frame(fake, widget, frame, "LV cavity", labels[frame] == 1)
+    fire_annotation_timer(widget)
+    widget.logic.show_frame(8)
+    widget.onForgetFrame()
+    widget.logic.show_frame(1)
+    widget.onMarkEd()
+    widget.logic.set_reference_ef("patient2_2CH", 57.0)
+    widget.cleanup()  # Reload: the widget and its logic go, the scene stays
+
+    reloaded = module.EchoForgeWidget()
+    reloaded.setup()
+    again = reloaded.logic.sessions["patient2_2CH"]
+    assert again.annotations.annotated_frames == [1] and again.annotations.forgotten_frames == [8]
+    assert (again.ed, again.reference_ef, again.video.spacing) == (1, 57.0, video.spacing)
+    np.testing.assert_array_equal(again.annotations.frame_labels(1), session.annotations.frame_labels(1))
+    assert again.video.frame_time_ms == pytest.approx(video.frame_time_ms)
+    assert "Resumed 1 video" in reloaded.statusLabel.text and reloaded.logic.current_frame() == 1
+
+    fake.scene.Clear(0)  # File > Close scene
+    assert reloaded.logic.sessions == {} and reloaded.logic.session is None
+    assert reloaded.annotatedList.count() == 0 and not reloaded.markEdButton.enabled
+    assert module.EchoForgeLogic().restore_state() == []
+    reloaded.cleanup()
+
+
+def test_a_tampered_saved_state_is_refused_field_by_field(module, widget):
+    from EchoForgeLib.state import decode_states
+
+    states, problems = decode_states(json.dumps([
+        {"version": 1, "image_id": "a", "frames": 5, "annotated_frames": [1, 9]},
+        {"version": 1, "image_id": "b", "frames": 5, "spacing_mm": [0.3, -1]},
+        {"version": 1, "image_id": "c", "frames": 5, "ed": True},
+        {"version": 1, "image_id": "ok", "frames": 5, "annotated_frames": [2], "frame_time_ms": 33.3},
+        "junk"]))
+    assert [s["image_id"] for s in states] == ["ok"] and len(problems) == 4
+    assert "frames 0 to 4" in problems[0] and "spacing" in problems[1]
+    assert decode_states("{not json")[0] == [] and "not JSON" in decode_states("{not json")[1][0]
+    node = widget.logic.getParameterNode()
+    node.SetParameter(module.PARAMETER_VIDEOS, json.dumps([{"version": 1, "image_id": "gone", "frames": 3}]))
+    assert "no longer in the scene" in widget.logic.restore_state()[0]
+
+
+# ---------------------------------------------------------------------- report and key
+def test_report_pictures_come_from_slicer_views_at_the_ed_and_es_frames(widget, module, fake, tmp_path):
+    for image_id, ef in (("patient3_4CH", 61.0), ("patient4_4CH", 48.0)):
+        session, video, labels = open_synthetic(widget, module, image_id=image_id)
+        widget.logic.show_labels(labels)
+        session.result = labels
+        widget.logic.set_reference_ef(image_id, ef)
+    widget._show_session()
+    QFileDialog._answer = str(tmp_path)
+    widget.saveReportButton._click()
+    assert "Report written" in widget.statusLabel.text, widget.statusLabel.text
+    summary = json.loads((tmp_path / "echoforge_report.json").read_text())
+    assert summary["ef_agreement"]["n"] == 2 and Path(summary["bland_altman_png"]).exists()
+    red = fake.app.layoutManager().sliceWidget("Red").sliceView()
+    shown_frames = [frame for _, view, frame in fake.captures if view is red]
+    expected = []
+    for image_id in ("patient3_4CH", "patient4_4CH"):
+        report = json.loads((tmp_path / f"{image_id}_report.json").read_text())
+        expected += [report["measurements"]["ed"], report["measurements"]["es"]]
+        for key in ("curve_png", "ed_png", "es_png"):
+            assert Path(report[key]).name.startswith(image_id) and Path(report[key]).exists(), key
+    assert shown_frames == expected  # each picture taken while the views showed that frame
+    assert len(fake.captures) == 2 * 3 + 1
+    assert not list(tmp_path.glob(".echoforge-*"))  # no partial file left
+    assert widget.logic.session.image_id == "patient4_4CH"  # the view is back where it was
+
+
+def test_api_key_goes_as_a_bearer_token_and_never_into_the_scene(widget, module, fake):
+    import http.server
+    import threading
+
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.headers.get("Authorization", ""))
+            body = json.dumps({"name": "EchoForge", "models": {"echoforge": {"labels": {"LV cavity": 1}}}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        widget.serverUrlEdit.text = f"http://127.0.0.1:{server.server_port}"
+        widget.apiKeyEdit.text = "s3cret-key"
+        assert widget.apiKeyEdit.echoMode == fake.modules["qt"].QLineEdit.Password
+        widget.onConnect()
+        assert seen and seen[0] == "Bearer s3cret-key", widget.statusLabel.text
+        assert module.SETTINGS_API_KEY not in QSettings._store  # not remembered unless asked
+        widget.rememberKeyCheck.checked = True
+        widget.onConnect()
+        assert QSettings._store[module.SETTINGS_API_KEY] == "s3cret-key"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+    open_synthetic(widget, module)
+    node = widget.logic.getParameterNode()
+    assert all("s3cret" not in value for value in node._parameters.values())
+
+
+@pytest.mark.parametrize("slicer_version", [(5, 0), (5, 8)], indirect=True, ids=lambda v: f"slicer{v[0]}.{v[1]}")
+def test_the_in_slicer_tests_run_against_the_stand_ins(module, widget, monkeypatch, slicer_version):
+    """EchoForgeTest's methods (meant for Slicer) run here too: no Python error in them, and they pass here."""
+    monkeypatch.delenv("ECHOFORGE_SERVER_URL", raising=False)
+    result = unittest.TestResult()
+    suite = unittest.TestSuite(module.EchoForgeTest(name) for name in dir(module.EchoForgeTest)
+                               if name.startswith("test_"))
+    suite.run(result)
+    assert result.testsRun >= 11 and result.wasSuccessful(), result.errors + result.failures

@@ -245,6 +245,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- segment / export
 def cmd_segment(args: argparse.Namespace) -> int:
+    from echoforge.engine.archive import cmd_segment_archive, is_archive_input
+
+    if is_archive_input(args.input):  # a folder, a file list or a CSV: the whole archive
+        return cmd_segment_archive(args)
     import numpy as np
 
     from echoforge.engine.checkpoint import load_model
@@ -258,6 +262,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, config, _ = load_model(args.model or default_checkpoint(), device=device)
     video = load_video(args.input, labels=args.labels)
+    if not args.labels:  # a dataset's own reference (e.g. CAMUS _gt) is not a drawing: only --labels is
+        video = video.with_labels(None)
     if args.annotated:
         if video.labels is None:
             raise EchoForgeError("--annotated needs --labels (the frames you drew)", args.input)
@@ -272,6 +278,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
     report = video_report(video, seg.labels, seg, report_path=args.report, montage_path=montage)
     print(f"wrote {args.out}: {video.n_frames} frames in {seg.seconds:.2f} s "
           f"({video.n_frames / seg.seconds:.1f} frames/s)")
+    for warning in seg.extra.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+    if seg.extra.get("next_frame") is not None:
+        print(f"the propagation is least certain at frame {seg.extra['next_frame']}: draw it next to help most")
     m = report["measurements"]
     rhythm = m.get("rhythm") or {}
     sd = f" ± {m['ef_sd']:.1f}" if m.get("ef_sd") is not None else ""
@@ -305,10 +315,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- serve
 def cmd_serve(args: argparse.Namespace) -> int:
     app = Path(args.app).resolve()
-    studies = Path(args.studies).resolve()
+    remote = args.studies.startswith(("http://", "https://"))  # a DICOMweb PACS (QIDO/WADO/STOW-RS root)
+    studies = args.studies.rstrip("/") if remote else Path(args.studies).resolve()
     if not (app / "main.py").exists():
         raise EchoForgeError("no MONAI Label app here (main.py missing)", app)
-    if not studies.is_dir():
+    if not remote and not studies.is_dir():
         raise EchoForgeError("studies folder not found", studies)
     if importlib.util.find_spec("monailabel") is None:
         raise EchoForgeError("MONAI Label is not installed in this environment; run `make install` first")
@@ -440,13 +451,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("segment", help="segment every frame of an echo video, with volumes and EF",
+    p = sub.add_parser("segment", help="segment every frame of an echo video (or a whole archive), with volumes and EF",
                        description="Segment a DICOM cine, AVI, NIfTI/NRRD or CAMUS file. With --labels (a label "
                                    "volume holding the frames you drew) the drawn frames guide the rest and are "
-                                   "kept exactly as drawn.")
-    p.add_argument("input")
+                                   "kept exactly as drawn. Given a folder, a file list or a CSV (EchoNet's "
+                                   "FileList.csv), segments every video into the --out folder with one measurements "
+                                   "table, resumable; under torchrun each process takes its shard.")
+    p.add_argument("input", help="a video, or a folder / file list / CSV of videos")
     p.add_argument("--model", help="checkpoint (default: the shipped demo model)")
-    p.add_argument("--out", required=True, help="output label volume (.nii.gz or .nrrd)")
+    p.add_argument("--out", required=True, help="output label volume (.nii.gz or .nrrd); a folder for an archive")
     p.add_argument("--labels", help="partial labels: the frames you annotated")
     p.add_argument("--annotated", help="comma-separated annotated frame indices (default: frames with labels)")
     p.add_argument("--report", help="write a JSON report (every beat's ED/ES, EDV/ESV/EF, GLS, LA volume, LV mass, "
@@ -466,10 +479,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("serve", help="start the MONAI Label server with the EchoForge app",
-                       description="Run `monailabel start_server` with apps/echoforge on a studies folder.")
-    p.add_argument("--studies", default="sample-data/studies")
+                       description="Run `monailabel start_server` with apps/echoforge on a studies folder or on a "
+                                   "PACS's DICOMweb root (http://HOST:PORT/dicom-web).")
+    p.add_argument("--studies", default="sample-data/studies", help="studies folder, or a DICOMweb URL")
     p.add_argument("--app", default=str(Path(__file__).resolve().parents[2] / "apps" / "echoforge"))
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1, this machine only); any other address makes "
+                        "every request need the server's API key (see apps/echoforge/README.md)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--conf", nargs=2, action="append", metavar=("KEY", "VALUE"), help="app configuration")
     p.set_defaults(func=cmd_serve)

@@ -14,16 +14,25 @@ from typing import Any
 
 import numpy as np
 
-from echoforge.core.clip import ClipMeasurement, measure_clip
-from echoforge.core.clip import report_measurements as measurements
+from echoforge.core.clip import ClipMeasurement, measure_clip, report_measurements
 from echoforge.core.measurements import lv_volume_curve
-from echoforge.io.atomic import write_json_atomic
+from echoforge.io.atomic import finite_json, write_json_atomic
 from echoforge.video import EchoVideo
 
 __all__ = ["lv_volume_curve", "measurements", "probe_position", "video_clip", "video_measurements", "video_report",
            "write_ed_es_montage", "write_volume_curve"]
 
 MAX_MONTAGE_BEATS = 8
+
+
+def measurements(labels: np.ndarray, spacing: tuple[float, float] | None, frame_time_ms: float | None = None,
+                 **kwargs: Any) -> dict[str, Any]:
+    """:func:`~echoforge.core.clip.report_measurements` with every NaN or infinity as ``None`` (JSON-safe).
+
+    Never raises on a poor segmentation (a single frame, no LV on ED/ES, ED and ES on one frame):
+    ``available`` is false and ``reason`` says why; the curves are still there.
+    """
+    return finite_json(report_measurements(labels, spacing, frame_time_ms, **kwargs))
 
 
 def probe_position(video: EchoVideo) -> tuple[float, float] | None:
@@ -54,7 +63,7 @@ def video_clip(video: EchoVideo, labels: np.ndarray, segmentation: Any | None = 
 def video_measurements(video: EchoVideo, labels: np.ndarray, segmentation: Any | None = None,
                        ed: int | None = None, es: int | None = None) -> dict[str, Any]:
     """The report's ``measurements`` block of ``labels`` (:func:`video_clip`'s result)."""
-    return video_clip(video, labels, segmentation, ed, es).result
+    return finite_json(video_clip(video, labels, segmentation, ed, es).result)
 
 
 def video_report(video: EchoVideo, labels: np.ndarray, segmentation: Any | None = None,
@@ -77,6 +86,8 @@ def video_report(video: EchoVideo, labels: np.ndarray, segmentation: Any | None 
         report["annotated_frames"] = list(segmentation.annotated)
         report["seconds"] = round(segmentation.seconds, 3)
         report["frame_confidence"] = [round(float(c), 4) for c in segmentation.confidence]
+        report["next_frame_to_draw"] = segmentation.extra.get("next_frame")
+        report["warnings"] = segmentation.extra.get("warnings", [])
     if montage_path:
         report["montage_png"] = str(write_ed_es_montage(video.frames, labels, m.get("ed"), m.get("es"), montage_path,
                                                         beats=m.get("beats")))

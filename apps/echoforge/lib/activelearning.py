@@ -5,7 +5,9 @@ entropy + temporal inconsistency of one automatic segmentation) is stored in its
 ``echoforge_uncertainty`` together with the model version that produced it, so scores are reused
 until the model changes. The strategy scores what is missing (at most ``max_new`` videos per
 request, the rest keep older scores) and returns the most uncertain video with its suggested frames
-(ED and ES detected on its predicted LV curve, plus its most uncertain frame).
+(ED and ES detected on its predicted LV curve, plus its most uncertain frame). A video that cannot
+be read is recorded with its error (for that model version) and left out, so one bad file never
+stops the ranking or scoring of the others.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from monailabel.interfaces.tasks.strategy import Strategy
 
 from echoforge.engine.inference import segment_video
 from echoforge.engine.uncertainty import video_uncertainty
+from echoforge.errors import EchoForgeError
+from echoforge.io.atomic import finite_json
 from echoforge.io.volume import read_volume
 
 from lib.models import ModelStore
@@ -29,10 +33,18 @@ KEY = "echoforge_uncertainty"
 
 
 def score_video(store: ModelStore, datastore: Datastore, image_id: str, chunk: int) -> dict[str, Any]:
-    """Segment one video automatically, measure its uncertainty and store it in the image info."""
+    """Segment one video automatically, measure its uncertainty and store it in the image info.
+
+    An unreadable video gets ``{"error": ...}`` instead of a score.
+    """
     model, _ = store.get()
-    video = read_volume(datastore.get_image_uri(image_id))
-    result = video_uncertainty(segment_video(model, video, use_annotations=False, chunk=chunk, device=store.device))
+    try:
+        video = read_volume(datastore.get_image_uri(image_id))
+        result = finite_json(video_uncertainty(segment_video(model, video, use_annotations=False, chunk=chunk,
+                                                             device=store.device)))
+    except (EchoForgeError, OSError) as err:
+        logger.error(f"Cannot score {image_id}: {err}")
+        result = {"error": str(err)}
     result["model_version"] = list(store.version())
     datastore.update_image_info(image_id, {KEY: result})
     return result
@@ -61,7 +73,7 @@ class UncertaintyStrategy(Strategy):
             if entry is None and new < self.max_new:
                 entry = score_video(self.store, datastore, image_id, self.chunk)
                 new += 1
-            if entry is not None:
+            if entry is not None and "error" not in entry:
                 scores[image_id] = entry
         if not scores:
             return None
@@ -84,6 +96,7 @@ class UncertaintyScoring(ScoringMethod):
         for image_id in datastore.get_unlabeled_images():
             entry = stored_score(self.store, datastore, image_id) or score_video(
                 self.store, datastore, image_id, self.chunk)
-            result[image_id] = {k: entry[k] for k in ("score", "suggested_frames")}
+            result[image_id] = {"error": entry["error"]} if "error" in entry else {
+                k: entry[k] for k in ("score", "suggested_frames")}
         logger.info(f"EchoForge uncertainty scored for {len(result)} videos")
         return result

@@ -1,17 +1,24 @@
 """Train task ``echoforge``: semi-supervised retraining on the clinicians' annotated frames.
 
 Every video with a ``final`` label and at least one annotated frame takes part; its annotated
-frames teach directly and CPR reforges pseudo-labels for all its other frames (FlameRise).
+frames teach directly and CPR reforges pseudo-labels for all its other frames (FlameRise), starting
+from the serving model's own "segment the rest" of the video (so they teach from the first epoch).
 Training starts from the model that serves now, runs on CUDA when present (AMP) and on the CPU
 otherwise, and publishes the new weights atomically at the end (``model/echoforge.pt``): a run that
-is stopped or fails leaves the previous model serving. Progress goes to the task log (one line per
-epoch, visible in ``GET /train/``) and to ``model/train_stats.json`` (``/info/`` ``train_stats``).
+is stopped or fails leaves the previous model serving. Only one run trains at a time, even across
+processes and server restarts, and a run publishes only while it is the current one
+(:mod:`lib.runs`). A video whose files cannot be read is left out with a logged reason. Progress
+goes to the task log (one line per epoch, visible in ``GET /train/``) and to
+``model/train_stats.json`` (``/info/`` ``train_stats``).
+
+Request parameters (each checked, 422 naming it otherwise): ``max_epochs`` (1 to
+``--conf max_train_epochs``), ``learning_rate``, ``batch_size``, ``clip_frames``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import shutil
 import time
 from typing import Any
 
@@ -20,13 +27,15 @@ from monailabel.interfaces.tasks.train import TrainTask
 
 from echoforge.engine.clips import make_clip
 from echoforge.engine.train import TrainConfig, Trainer
-from echoforge.errors import TrainingError
-from echoforge.io.atomic import atomic_path, write_json_atomic
+from echoforge.errors import EchoForgeError, TrainingError
+from echoforge.io.atomic import write_json_atomic
 from echoforge.io.volume import attach_labels, read_volume
 from echoforge.video import EchoVideo
 
 from lib.http import http_errors
 from lib.models import ModelStore
+from lib.params import integer, number
+from lib.runs import Run, TrainingLock
 from lib.settings import AppSettings
 
 logger = logging.getLogger(__name__)
@@ -41,8 +50,12 @@ def annotated_videos(datastore: Datastore) -> list[tuple[str, EchoVideo]]:
         label_uri = datastore.get_label_uri(image_id, DefaultLabelTag.FINAL)
         info = datastore.get_label_info(image_id, DefaultLabelTag.FINAL) or {}
         frames = info.get("annotated_frames")
-        video = attach_labels(read_volume(datastore.get_image_uri(image_id)), label_uri,
-                              tuple(frames) if frames else None)
+        try:
+            video = attach_labels(read_volume(datastore.get_image_uri(image_id)), label_uri,
+                                  tuple(frames) if frames else None)
+        except (EchoForgeError, OSError) as err:  # one bad video must not stop training on the others
+            logger.error(f"Training without {image_id}: {err}")
+            continue
         if video.has_labels:
             items.append((image_id, video))
     return items
@@ -61,13 +74,23 @@ class EchoForgeTrain(TrainTask):
                 "clip_frames": s.clip_frames}
 
     def stats(self) -> dict[str, Any]:
-        import json
-
         path = self.store.model_dir / STATS_NAME
         try:
             return json.loads(path.read_text()) if path.exists() else {}
         except ValueError:
             return {}
+
+    @property
+    def lock(self) -> TrainingLock:
+        return TrainingLock(self.store.model_dir)
+
+    def parse_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The run's settings from a training request (422 naming the first bad parameter)."""
+        s = self.settings
+        return {"epochs": integer(request, "max_epochs", s.epochs, 1, s.max_train_epochs),
+                "lr": number(request, "learning_rate", s.lr, 1e-8, 1.0),
+                "batch_size": integer(request, "batch_size", s.batch_size, 1, 64),
+                "clip_frames": integer(request, "clip_frames", s.clip_frames, 2, 256)}
 
     def check(self, datastore: Datastore) -> None:
         """Refuse a training request that cannot teach anything (called before a background run starts)."""
@@ -76,21 +99,25 @@ class EchoForgeTrain(TrainTask):
                 raise TrainingError("no video has an annotated frame yet: save a label first, then train")
 
     def __call__(self, request: dict[str, Any], datastore: Datastore) -> dict[str, Any]:
-        with http_errors():
+        with http_errors(), self.lock.hold():
             return self._train(request, datastore)
 
     def _train(self, request: dict[str, Any], datastore: Datastore) -> dict[str, Any]:
+        run = Run(self.store.model_dir)
+        options = self.parse_request(request)
         items = annotated_videos(datastore)
         if not items:
             raise TrainingError("no video has an annotated frame yet: save a label first, then train")
         model, _ = self.store.get()
         config = model.config
-        epochs = int(request.get("max_epochs", self.settings.epochs))
-        clip_frames = int(request.get("clip_frames", self.settings.clip_frames))
-        clips = [make_clip(video, tuple(config.input_size), clip_frames, "all", video_id=vid) for vid, video in items]
-        train_config = TrainConfig(epochs=epochs, batch_size=int(request.get("batch_size", self.settings.batch_size)),
-                                   lr=float(request.get("learning_rate", self.settings.lr)), labelled="all",
-                                   clip_frames=clip_frames, device=self.settings.device, progress=False)
+        epochs, clip_frames = options["epochs"], options["clip_frames"]
+        clips = [make_clip(video, tuple(config.input_size), clip_frames, "all", video_id=vid,
+                           priors=config.use_flow_prior, mode=config.mode) for vid, video in items]
+        # CPR's bank starts from the serving model's own "segment the rest" of each video (Trainer.seed_bank),
+        # so the pseudo-labels teach from the first epoch: no burn-in
+        train_config = TrainConfig(epochs=epochs, batch_size=options["batch_size"], lr=options["lr"], labelled="all",
+                                   clip_frames=clip_frames, device=self.settings.device, progress=False,
+                                   burn_in=0.0, ramp_end=0.3)
         run_dir = self.store.model_dir / "runs" / time.strftime("%Y%m%d_%H%M%S")
         started = time.time()
         logger.info(f"EchoForge training: {len(clips)} annotated videos, {epochs} epochs, run folder {run_dir}")
@@ -105,8 +132,8 @@ class EchoForgeTrain(TrainTask):
         trainer = Trainer(config, train_config, run_dir, resume=False, net=_copy(model))
         summary = trainer.fit(clips, clips, on_epoch=progress)
         best = run_dir / "checkpoints" / "best.pt"
-        with atomic_path(self.store.published) as tmp:  # publish: the infer task reloads on the new mtime
-            shutil.copyfile(best if best.exists() else run_dir / "checkpoints" / "last.pt", tmp)
+        # publish atomically (the infer task reloads on the new mtime), only if this run is still the current one
+        run.publish(best if best.exists() else run_dir / "checkpoints" / "last.pt", self.store.published)
         stats = _stats(summary["history"][-1], epochs, started, best=summary.get("best_val_dice") or 0.0)
         stats["published"] = str(self.store.published)
         write_json_atomic(self.store.model_dir / STATS_NAME, stats)

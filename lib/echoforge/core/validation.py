@@ -97,10 +97,12 @@ def check_frame(index: int, n_frames: int, what: str = "frame") -> int:
 
 
 def validate_labels(labels: np.ndarray, frames_shape: Sequence[int], annotated: Iterable[int] = (),
-                    source: Optional[str] = None) -> tuple[np.ndarray, tuple[int, ...]]:
+                    source: Optional[str] = None, require_foreground: bool = True) -> tuple[np.ndarray, tuple[int, ...]]:
     """Check a label volume against its video and return ``(labels uint8, annotated frames)``.
 
     Without ``annotated`` the frames holding foreground are the annotated ones.
+    ``require_foreground=False`` accepts labels with no foreground at all (a model's prediction may
+    find nothing); annotated frames must still hold foreground.
 
     Raises:
         LabelShapeError: the shape differs from the frames'.
@@ -116,17 +118,23 @@ def validate_labels(labels: np.ndarray, frames_shape: Sequence[int], annotated: 
         raise LabelShapeError(f"label shape {arr.shape} differs from the video's {frames_shape} (T×H×W)", source)
     arr = check_label_values(arr, "labels", source)
     foreground = arr.reshape(arr.shape[0], -1).any(axis=1)
-    if not foreground.any():
+    if require_foreground and not foreground.any():
         raise EmptyLabelError("the labels contain no foreground (every value is 0)", source)
     n = arr.shape[0]
-    ann = sorted({int(a) for a in annotated})
+    ann = sorted({_frame_number(a, source) for a in annotated})
     if not ann:
         ann = [int(i) for i in np.flatnonzero(foreground)]
     for a in ann:
-        if not -n <= a < n:
+        if not 0 <= a < n:
             raise UnknownFrameError(f"annotated frame {a} is outside the video (0..{n - 1})", source)
-    ann = sorted({a % n for a in ann})
     empty = [a for a in ann if not foreground[a]]
     if empty:
         raise EmptyLabelError(f"annotated frame(s) {empty} contain no foreground", source)
     return arr, tuple(ann)
+
+
+def _frame_number(value: object, source: Optional[str]) -> int:
+    """A frame index as given: a whole number (``True`` or ``7.9`` are not frame numbers)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise UnknownFrameError(f"annotated frames must be whole frame numbers, got {value!r}", source)
+    return int(value)

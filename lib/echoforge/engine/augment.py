@@ -78,3 +78,37 @@ def photometric(frames: torch.Tensor, cfg: AugmentConfig, generator: torch.Gener
     shift = (torch.rand(b, generator=generator) * 2 - 1) * cfg.brightness
     out = out + (torch.rand(b, generator=generator) < cfg.p).float().mul(shift).reshape(shape).to(frames.device)
     return out.clamp(0, 1)
+
+
+def appearance_shift(frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A strong, random change of how a clip looks (``B×T×H×W`` in [0, 1]), the same for all its frames:
+    a random grey-level curve (five knots, not necessarily monotonic), blur and speckle-like noise.
+
+    Training shows the network such clips together with a flow prior computed on the original ones,
+    so it learns to lean on the drawn frames' propagation when the image looks unlike anything it
+    knows — as a new scanner does.
+    """
+    b = frames.shape[0]
+    out = []
+    for i in range(b):
+        knots = torch.sort(torch.rand(5, generator=generator)).values
+        if float(torch.rand((), generator=generator)) < 0.3:  # sometimes a curve that folds back
+            knots = torch.rand(5, generator=generator)
+        knots[0] = knots[0] * 0.2
+        scale = torch.quantile(frames[i].flatten()[::7], 0.99).clamp(min=0.05)  # the curve spans the clip's own range
+        x = (frames[i] / scale).clamp(0, 1) * 4
+        low = x.floor().clamp(max=3).long()
+        curve = knots.to(frames.device)
+        y = curve[low] + (x - low) * (curve[(low + 1).clamp(max=4)] - curve[low])
+        sigma = float(torch.rand((), generator=generator)) * 1.5
+        if sigma > 0.3:
+            radius = int(2 * sigma + 1)
+            t = torch.arange(-radius, radius + 1, dtype=frames.dtype, device=frames.device)
+            kernel = torch.exp(-0.5 * (t / sigma) ** 2)
+            kernel = kernel / kernel.sum()
+            y = F.conv2d(F.pad(y[:, None], (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
+            y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))[:, 0]
+        noise = float(torch.rand((), generator=generator)) * 0.3
+        speckle = torch.randn(y.shape, generator=generator).to(frames.device)
+        out.append((y * (1 + noise * speckle)).clamp(0, 1))
+    return torch.stack(out)

@@ -85,15 +85,26 @@ class Clip:
     spacing: tuple[float, float] | None
     view: str
     meta: dict
+    #: optical-flow priors (T×C×H×W uint8 probabilities × 255) keyed by which labelled frames are drawn:
+    #: "first", "last" or "ends" (first and last) — see :data:`PRIOR_SETS`
+    priors: dict[str, np.ndarray] | None = None
+
+
+#: the sets of drawn frames a training step can use as memory references, and so needs a flow prior for
+PRIOR_SETS = ("first", "last", "ends")
 
 
 def make_clip(video: EchoVideo, input_size: tuple[int, int], n_frames: int = 10, labelled: str = "ed-es",
-              reference: EchoVideo | None = None, video_id: str | None = None) -> Clip:
+              reference: EchoVideo | None = None, video_id: str | None = None, priors: bool = False,
+              mode: str = "camus") -> Clip:
     """Cut the clip of ``video`` and resize it to ``input_size``.
 
     Args:
         video: the video with the labels training may use.
         reference: the same video with full labels, for evaluation only (never used in training).
+        priors: also compute the optical-flow priors of the clip (:data:`PRIOR_SETS`), propagated over
+            every frame of the video between the clip's ends as inference does, then sampled.
+        mode: the network's classes, for the priors (``camus`` or ``lv``).
     """
     restricted = restrict_labels(video, labelled)
     idx = clip_indices(restricted, n_frames)
@@ -111,8 +122,29 @@ def make_clip(video: EchoVideo, input_size: tuple[int, int], n_frames: int = 10,
     if sub.spacing is not None:
         spacing = (sub.spacing[0] * sub.shape[0] / box.scaled[0], sub.spacing[1] * sub.shape[1] / box.scaled[1])
     frames = np.stack([box.forward(f) for f in sub.frames_uint8()])
-    return Clip(video_id or video.source, np.asarray(idx), frames, labels, mask, ref, spacing, sub.view,
+    clip = Clip(video_id or video.source, np.asarray(idx), frames, labels, mask, ref, spacing, sub.view,
                 dict(video.meta))
+    if priors and mask.any():
+        clip.priors = clip_priors(restricted, idx, mask, box, mode)
+    return clip
+
+
+def clip_priors(video: EchoVideo, idx: list[int], labelled: np.ndarray, box: Letterbox, mode: str
+                ) -> dict[str, np.ndarray]:
+    """The flow priors of a clip (see :class:`Clip`) from the frames of ``video`` it spans."""
+    from echoforge.engine.propagation import PairFlows, flow_prior
+
+    lo, hi = min(idx), max(idx)
+    span = np.stack([box.forward(f) for f in video.frames_uint8()[lo:hi + 1]])
+    flows = PairFlows(span)
+    positions = np.flatnonzero(labelled)
+    drawn = {"first": [positions[0]], "last": [positions[-1]], "ends": sorted({positions[0], positions[-1]})}
+    out = {}
+    for name, chosen in drawn.items():
+        classes = {idx[k] - lo: to_classes(box.forward(video.labels[idx[k]], nearest=True), mode) for k in chosen}
+        prior = flow_prior(span, classes, 4 if mode == "camus" else 2, flows)
+        out[name] = np.round(prior[np.asarray(idx) - lo] * 255).astype(np.uint8)
+    return out
 
 
 def _select_with_repeats(video: EchoVideo, idx: list[int]) -> EchoVideo:
@@ -155,7 +187,9 @@ class Letterbox:
 
 
 def collate(clips: list[Clip], mode: str) -> dict[str, object]:
-    """Stack clips into tensors: ``frames`` B×T×H×W float, ``labels`` B×T×H×W long, ``labelled`` B×T bool."""
+    """Stack clips into tensors: ``frames`` B×T×H×W float, ``labels`` B×T×H×W long, ``labelled`` B×T bool;
+    ``reference`` B×T×H×W long (full labels) when every clip has them — for diagnostics only, never a
+    training target; ``priors`` (name → B×T×C×H×W float) when every clip has flow priors."""
     batch: dict[str, object] = {
         "frames": torch.from_numpy(np.stack([c.frames for c in clips])).float() / 255.0,
         "labels": torch.from_numpy(np.stack([to_classes(c.labels, mode) for c in clips])),
@@ -163,6 +197,11 @@ def collate(clips: list[Clip], mode: str) -> dict[str, object]:
         "video_id": [c.video_id for c in clips],
         "frame_index": [c.frame_index.tolist() for c in clips],
     }
+    if all(c.reference is not None for c in clips):
+        batch["reference"] = torch.from_numpy(np.stack([to_classes(c.reference, mode) for c in clips]))
+    if all(c.priors is not None for c in clips):
+        batch["priors"] = {name: torch.from_numpy(np.stack([c.priors[name] for c in clips])).float() / 255.0
+                           for name in PRIOR_SETS}
     return batch
 
 
@@ -215,6 +254,31 @@ def load_dataset(data: str | os.PathLike[str], layout: str, subset: str | None =
     if not items:
         raise DatasetLayoutError(f"no videos found for subset {subset!r}", root)
     return items
+
+
+def cycle_clips(videos: list[EchoVideo], input_size: tuple[int, int], labelled: str = "ed-es",
+                priors: bool = True, mode: str = "camus") -> list[Clip]:
+    """Systole (ED → ES) and diastole (ES → the next ED) clips of fully labelled cine videos.
+
+    Each half is labelled at its two ends (``ed-es``) or on every frame (``all``, an oracle); the
+    full labels stay as the clip's reference (diagnostics only). The next ED is the first local
+    maximum of the LV area after ES. With ``priors``, each clip carries its flow priors.
+    """
+    clips = []
+    for k, video in enumerate(videos):
+        ed, es = video.ed, video.es
+        halves = [(ed, es)]
+        area = (video.labels == L.LV).sum(axis=(1, 2))
+        refill = [t for t in range(es + 1, video.n_frames - 1) if area[t] >= area[t - 1] and area[t] > area[t + 1]]
+        if refill:
+            halves.append((es, refill[0]))
+        for h, (a, b) in enumerate(halves):
+            # the diastolic half has no ED → ES span: its clip runs over its two drawn ends, forwards in time
+            part = video.select(range(a, b + 1)).replace(ed=0 if h == 0 else None, es=b - a if h == 0 else None)
+            sparse = part if labelled == "all" else part.with_labels(part.labels, annotated=(0, b - a))
+            clips.append(make_clip(sparse, input_size, 10, "all", reference=part, video_id=f"{video.source}:{k}:{h}",
+                                   priors=priors, mode=mode))
+    return clips
 
 
 def training_clips(items: list[tuple[str, EchoVideo, EchoVideo | None]], input_size: tuple[int, int],

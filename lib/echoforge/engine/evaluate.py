@@ -34,12 +34,20 @@ STRUCTURES = {"camus": ("LV", "myocardium", "LA"), "lv": ("LV",)}
 @torch.no_grad()
 def clip_dice(model: torch.nn.Module, clips: list[Clip], mode: str, device: torch.device | str = "cpu"
               ) -> dict[str, float]:
-    """Quick validation: mean Dice per class over clips (all frames with a reference, else the labelled ones)."""
+    """Quick validation in the two ways the model is used.
+
+    * automatic (nothing drawn): mean Dice per class over all frames with a reference (else the
+      labelled ones) — ``val_dice_<class>``, ``val_dice_mean``;
+    * "segment the rest": the labelled frames are memory references and the *other* frames with a
+      reference are scored — ``val_rest_dice_mean`` (clips with a reference and a labelled frame).
+
+    ``val_score`` (what picks the best checkpoint) is the mean of the two where both exist.
+    """
     model.eval()
     n_classes = 4 if mode == "camus" else 2
     inter = np.zeros(n_classes)
     total = np.zeros(n_classes)
-    per_clip = []
+    per_clip, per_clip_rest = [], []
     for clip in clips:
         frames = torch.from_numpy(clip.frames).float().div(255.0)[None].to(device)
         pred = model(frames)["logits"][0].argmax(1).cpu().numpy()
@@ -47,19 +55,38 @@ def clip_dice(model: torch.nn.Module, clips: list[Clip], mode: str, device: torc
             ref, use = to_classes(clip.reference, mode), np.ones(len(pred), bool)
         else:
             ref, use = to_classes(clip.labels, mode), clip.labelled
-        scores = []
-        for c in range(1, n_classes):
-            p, r = pred[use] == c, ref[use] == c
-            i, s = float((p & r).sum()), float(p.sum() + r.sum())
-            inter[c] += i
-            total[c] += s
-            if s > 0:
-                scores.append(2 * i / s)
-        per_clip.append(float(np.mean(scores)) if scores else 1.0)
+        per_clip.append(_mean_dice(pred[use], ref[use], n_classes, inter, total))
+        rest = ~clip.labelled
+        if clip.reference is not None and clip.labelled.any() and rest.any() and getattr(model, "tsf", None):
+            labels = torch.from_numpy(to_classes(clip.labels, mode))[None].to(device)
+            refs = torch.from_numpy(clip.labelled)[None].to(device)
+            guided = model(frames, labels, refs)["logits"][0].argmax(1).cpu().numpy()
+            per_clip_rest.append(_mean_dice(guided[rest], ref[rest], n_classes))
     names = ["background", "LV", "myocardium", "LA"] if mode == "camus" else ["background", "LV"]
     out = {f"val_dice_{names[c]}": round(2 * inter[c] / total[c], 5) for c in range(1, n_classes) if total[c] > 0}
     out["val_dice_mean"] = round(float(np.mean(per_clip)), 5) if per_clip else float("nan")
+    scores = [out["val_dice_mean"]]
+    if per_clip_rest:
+        out["val_rest_dice_mean"] = round(float(np.mean(per_clip_rest)), 5)
+        scores.append(out["val_rest_dice_mean"])
+    out["val_score"] = round(float(np.mean(scores)), 5)
     return out
+
+
+def _mean_dice(pred: np.ndarray, ref: np.ndarray, n_classes: int, inter: np.ndarray | None = None,
+               total: np.ndarray | None = None) -> float:
+    """Mean over foreground classes present of the Dice of ``pred`` vs ``ref`` (1 when none is present);
+    accumulates per-class intersections and sums into ``inter``/``total`` when given."""
+    scores = []
+    for c in range(1, n_classes):
+        p, r = pred == c, ref == c
+        i, s = float((p & r).sum()), float(p.sum() + r.sum())
+        if inter is not None and total is not None:
+            inter[c] += i
+            total[c] += s
+        if s > 0:
+            scores.append(2 * i / s)
+    return float(np.mean(scores)) if scores else 1.0
 
 
 def _scores(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float] | None, frames: list[int],

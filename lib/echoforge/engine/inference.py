@@ -1,14 +1,18 @@
 """Inference: stream frames one at a time with a bounded memory, or segment whole videos.
 
 :class:`SegmentationCore` owns the memory (reference frames + recent predictions) and runs frames
-in chunks: the encoder and decoder are batched over a chunk, TSF walks through it frame by frame.
+in chunks: the encoder is batched over a chunk, the memory walk goes through it frame by frame.
 A chunk of one frame is streaming (a live scanner, Slicer's frame-by-frame display); a chunk of
-the whole clip is clip inference. Both go through the same memory and give the same masks.
+the whole clip is clip inference. Both go through the same memory and give the same masks. A
+drawn frame may join the memory at any time (``step(frame, mask)``), as a clinician draws while
+the video plays.
 
 :func:`segment_video` is what users call: it letterboxes the video to the network's square input
 (padding at the bottom/right, so the apex stays at the top as in training), runs the core with
 the clinician's annotated frames as references, maps the result back to the original size and
-keeps the annotated frames exactly as drawn.
+keeps the annotated frames exactly as drawn. With drawn frames ("segment the rest") the whole
+video is known, so it propagates in both directions and fuses them (:func:`fuse_directions`):
+frames before the first drawn frame get the same propagation as frames after it.
 """
 
 from __future__ import annotations
@@ -22,9 +26,13 @@ import torch.nn.functional as F
 
 from echoforge import labels as L
 from echoforge.engine.clips import Letterbox, to_classes
-from echoforge.errors import InvalidVideoError
-from echoforge.nets.echoforge_net import EchoForgeNet, Memory, downsample_labels, pad_to_stride, unpad
+from echoforge.engine.propagation import flow_prior
+from echoforge.errors import EmptyLabelError, InvalidVideoError
+from echoforge.nets.echoforge_net import EchoForgeNet, EncodedFrames, Memory, pad_to_stride, unpad
 from echoforge.video import EchoVideo
+
+#: temporal scale (frames) over which a drawn frame's propagation loses half its weight in the fusion
+FUSION_FRAMES = 10.0
 
 
 class SegmentationCore:
@@ -42,6 +50,7 @@ class SegmentationCore:
         core = SegmentationCore(model)
         for frame in scanner:                  # H×W float frames at the input size
             probs = core.step(frame)           # C×H×W
+        probs = core.step(frame, mask=drawn)   # a drawn frame joins the memory and comes back as drawn
     """
 
     def __init__(self, model: EchoForgeNet, references: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
@@ -50,34 +59,57 @@ class SegmentationCore:
         self.device = torch.device(device)
         self.amp = amp and self.device.type == "cuda"  # float16 autocast on CUDA only
         self.t = 0
-        refs: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-        with torch.no_grad():
-            for index, (frame, classes) in sorted((references or {}).items()):
-                frame_t = torch.as_tensor(frame, dtype=torch.float32, device=self.device)[None, None]
-                padded, pad = pad_to_stride(frame_t)
-                x16 = model.encode(padded).x16
-                mask = torch.as_tensor(classes, device=self.device)[None]
-                mask16 = downsample_labels(F.pad(mask, pad), model.config.n_classes, x16.shape[-2:])
-                refs[int(index)] = (x16, mask16, torch.ones(1, device=self.device))
-        self.memory = Memory(model.config.memory_size, refs)
+        self.memory = Memory(model.config.memory_size)
+        for index, (frame, classes) in sorted((references or {}).items()):
+            self.add_reference(index, frame, classes)
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp)
 
     @torch.no_grad()
+    def encode(self, frames: np.ndarray | torch.Tensor) -> tuple[EncodedFrames, tuple[int, int, int, int]]:
+        """``T×H×W`` frames → their :class:`EncodedFrames` (padded grid) and the padding."""
+        x = torch.as_tensor(frames, dtype=torch.float32, device=self.device)
+        padded, pad = pad_to_stride(x[:, None])
+        with self._autocast():
+            return self.model.encode(padded), pad
+
+    @torch.no_grad()
+    def add_reference(self, index: int, frame: np.ndarray | torch.Tensor, classes: np.ndarray | torch.Tensor) -> None:
+        """Frame ``index`` (``H×W`` at the input size) with its drawn ``classes`` joins the memory."""
+        enc, pad = self.encode(torch.as_tensor(frame)[None])
+        mask = F.pad(torch.as_tensor(classes, device=self.device)[None], pad)
+        with self._autocast():
+            self.memory.add_reference(index, self.model.reference(enc, mask))
+
+    @torch.no_grad()
+    def run_encoded(self, enc: EncodedFrames, pad: tuple[int, int, int, int], indices: list[int],
+                    prior: torch.Tensor | None = None) -> torch.Tensor:
+        """Segment encoded frames (``enc[k]`` is frame ``indices[k]``) in the order given; returns
+        ``len(indices)×C×H×W`` probabilities (a reference frame returns its drawn mask). ``prior``:
+        the frames' flow priors (``len(indices)×C×H×W`` at the input size), for a network that takes one."""
+        probs = []
+        if prior is not None:
+            prior = F.pad(prior.to(self.device), pad)
+        with self._autocast():
+            for k, t in enumerate(indices):
+                logits = self.model.step(t, enc[k:k + 1], self.memory, None if prior is None else prior[k:k + 1])[0]
+                reference = self.memory.references.get(t)
+                probs.append(reference.probs if reference is not None else logits.float().softmax(dim=1))
+        return unpad(torch.cat(probs), pad).float()
+
     def run(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Segment the next ``T×H×W`` frames as one chunk; returns ``T×C×H×W`` probabilities."""
-        x = torch.as_tensor(frames, dtype=torch.float32, device=self.device)
-        t, h, w = x.shape
-        padded, pad = pad_to_stride(x[:, None])
-        with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
-            enc = self.model.encode(padded)
-            logits = []
-            for i in range(t):
-                logits.append(self.model.step(self.t, enc.x16[i:i + 1], enc.f4[i:i + 1], enc.f8[i:i + 1],
-                                              self.memory)[0])
-                self.t += 1
-        return unpad(torch.cat(logits), pad).float().softmax(dim=1)
+        enc, pad = self.encode(frames)
+        indices = list(range(self.t, self.t + enc.x16.shape[0]))
+        self.t += len(indices)
+        return self.run_encoded(enc, pad, indices)
 
-    def step(self, frame: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Segment one ``H×W`` frame; returns ``C×H×W`` probabilities."""
+    def step(self, frame: np.ndarray | torch.Tensor, mask: np.ndarray | torch.Tensor | None = None) -> torch.Tensor:
+        """Segment one ``H×W`` frame; returns ``C×H×W`` probabilities. With ``mask`` (``H×W`` classes)
+        the frame is a drawn frame: it joins the memory as a reference and comes back as drawn."""
+        if mask is not None:
+            self.add_reference(self.t, frame, mask)
         return self.run(torch.as_tensor(frame)[None])[0]
 
 
@@ -121,14 +153,23 @@ def classes_to_labels(classes: np.ndarray, mode: str) -> np.ndarray:
 
 
 def segment_video(model: torch.nn.Module, video: EchoVideo, use_annotations: bool = True, chunk: int | None = 16,
-                  device: str | torch.device = "cpu") -> Segmentation:
+                  device: str | torch.device = "cpu", bidirectional: bool = True) -> Segmentation:
     """Segment every frame of ``video``.
 
     Args:
         model: trained network (eval mode): EchoForge, or a frame-by-frame baseline.
         video: the video; when ``use_annotations`` and it carries labels, its annotated frames are
             the memory references and are returned exactly as drawn ("segment the rest").
-        chunk: frames per chunk (``1`` = streaming; ``None`` = the whole video at once).
+        chunk: frames per encoder batch (``1`` = streaming; ``None`` = the whole video at once).
+        bidirectional: with drawn frames, propagate forwards and backwards and fuse
+            (:func:`fuse_directions`); ``extra`` then holds each frame's ``disagreement`` between the
+            two directions and ``next_frame``, the frame where the propagation is least certain. A
+            network with ``use_flow_prior`` gets the drawn masks carried by optical flow too.
+
+    ``extra["warnings"]`` lists what looks wrong in the drawn frames (:func:`check_drawn_frames`).
+
+    Raises:
+        EmptyLabelError: a drawn frame holds no LV cavity.
     """
     import time
 
@@ -138,24 +179,115 @@ def segment_video(model: torch.nn.Module, video: EchoVideo, use_annotations: boo
     config = model.config
     box = Letterbox.fit(video.shape, tuple(config.input_size))
     frames = np.stack([box.forward(f) for f in video.frames])
-    references = {}
     annotated = tuple(video.annotated) if use_annotations and video.has_labels else ()
-    for t in annotated:
-        references[t] = (frames[t], to_classes(box.forward(video.labels[t], nearest=True), config.mode))
+    references = {t: (frames[t], to_classes(box.forward(video.labels[t], nearest=True), config.mode))
+                  for t in annotated}
     step = video.n_frames if not chunk else chunk
-    core = SegmentationCore(model, references, device) if isinstance(model, EchoForgeNet) else None
+    extra: dict[str, Any] = {"warnings": check_drawn_frames(video) if annotated else []}
+    if not isinstance(model, EchoForgeNet):  # frame-by-frame baselines: no memory; drawn frames kept as drawn
+        with torch.no_grad():
+            probs = torch.cat([model(torch.as_tensor(frames[i:i + step], device=device)[None])["logits"][0]
+                               .softmax(1).cpu() for i in range(0, video.n_frames, step)])
+    elif annotated and bidirectional:
+        prior = None
+        if config.use_flow_prior:
+            prior = torch.from_numpy(flow_prior(frames, {t: c for t, (_, c) in references.items()}, config.n_classes))
+        core = SegmentationCore(model, references, device)
+        parts = [core.encode(frames[i:i + step]) for i in range(0, video.n_frames, step)]
+        enc, pad = EncodedFrames.cat([p[0] for p in parts]), parts[0][1]
+        order = list(range(video.n_frames))
+        forward = core.run_encoded(enc, pad, order, prior).cpu()
+        backward_core = SegmentationCore(model, references, device)
+        backward = backward_core.run_encoded(enc[torch.tensor(order[::-1])], pad, order[::-1],
+                                             None if prior is None else prior.flip(0)).flip(0).cpu()
+        probs, disagreement = fuse_directions(forward, backward, annotated)
+        extra["disagreement"] = [round(float(d), 4) for d in disagreement]
+        extra["next_frame"] = next_frame_to_draw(disagreement, annotated)
+    else:  # automatic, or forward only (streaming order, no flow prior: the future is not known)
+        core = SegmentationCore(model, references, device)
+        probs = torch.cat([core.run(frames[i:i + step]).cpu() for i in range(0, video.n_frames, step)])
     labels = np.empty(video.frames.shape, dtype=np.uint8)
-    kept = []
     for i in range(0, video.n_frames, step):
-        if core is not None:
-            probs = core.run(frames[i:i + step])
-        else:  # frame-by-frame baselines: no memory; drawn frames are only kept as drawn
-            with torch.no_grad():
-                probs = model(torch.as_tensor(frames[i:i + step], device=device)[None])["logits"][0].softmax(1)
-        probs = probs.cpu()
         # labels at the video's size from interpolated probabilities, one chunk at a time (bounded memory)
-        labels[i:i + step] = classes_to_labels(class_argmax(box.backward(probs)).numpy(), config.mode)
-        kept.append(probs.numpy().astype(np.float16))
+        labels[i:i + step] = classes_to_labels(class_argmax(box.backward(probs[i:i + step])).numpy(), config.mode)
     for t in annotated:  # the clinician's frames, exactly as drawn
         labels[t] = video.labels[t]
-    return Segmentation(labels, np.concatenate(kept), annotated, time.perf_counter() - started)
+    return Segmentation(labels, probs.numpy().astype(np.float16), annotated, time.perf_counter() - started, extra)
+
+
+def check_drawn_frames(video: EchoVideo) -> list[str]:
+    """What to tell the clinician about the drawn frames before "segment the rest".
+
+    A drawn frame without an LV cavity is refused (:class:`EmptyLabelError`): the LV is what every
+    measurement needs, and an empty drawing would be propagated as "no heart". Warnings (the video is
+    still segmented): a single drawn frame; a structure drawn on some frames but not others (it is
+    not propagated from the frames that lack it); two drawn frames that disagree — consecutive drawn
+    frames whose LV outlines barely overlap (Dice < 0.3) or whose LV areas differ more than four-fold
+    (more than any heart beat), which usually means a frame drawn on the wrong structure or video.
+    """
+    drawn = sorted(video.annotated)
+    warnings: list[str] = []
+    lv = {t: video.labels[t] == L.LV for t in drawn}
+    empty = [t for t in drawn if not lv[t].any()]
+    if empty:
+        raise EmptyLabelError(f"drawn frame{'s' if len(empty) > 1 else ''} {', '.join(map(str, empty))} "
+                              "hold no LV cavity (label 1): draw the LV there, or leave the frame undrawn",
+                              video.source or None)
+    if len(drawn) == 1:
+        warnings.append(f"only frame {drawn[0]} is drawn: every other frame is propagated from it alone")
+    for label, name in ((L.MYOCARDIUM, "myocardium"), (L.LA, "left atrium")):
+        missing = [t for t in drawn if not (video.labels[t] == label).any()]
+        if missing and len(missing) < len(drawn):
+            warnings.append(f"the {name} is drawn on some frames but not on frame"
+                            f"{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))}: near "
+                            f"{'them' if len(missing) > 1 else 'it'} it comes out smaller or missing")
+    for a, b in zip(drawn, drawn[1:], strict=False):
+        overlap = 2.0 * float((lv[a] & lv[b]).sum()) / float(lv[a].sum() + lv[b].sum())
+        ratio = float(lv[a].sum()) / float(lv[b].sum())
+        if overlap < 0.3 or not 0.25 <= ratio <= 4.0:
+            warnings.append(f"drawn frames {a} and {b} disagree: their LV cavities overlap with a Dice of "
+                            f"{overlap:.2f} and their areas differ {max(ratio, 1 / ratio):.1f}-fold; check that "
+                            "both are drawn on the LV of this video")
+    return warnings
+
+
+def _distance_to_drawn(n_frames: int, drawn: tuple[int, ...], backward: bool) -> np.ndarray:
+    """Frames from each frame back to the nearest drawn frame at or before it (``backward``: at or after
+    it); ``n_frames`` where there is none on that side."""
+    distance = np.full(n_frames, float(n_frames))
+    for r in drawn:
+        t = np.arange(n_frames)
+        d = (r - t) if backward else (t - r)
+        distance = np.where(d >= 0, np.minimum(distance, d), distance)
+    return distance
+
+
+def fuse_directions(forward: torch.Tensor, backward: torch.Tensor, drawn: tuple[int, ...]
+                    ) -> tuple[torch.Tensor, np.ndarray]:
+    """Fuse forward and backward propagation (``T×C×H×W`` probabilities each).
+
+    Each direction's weight per pixel is its confidence (largest class probability) times
+    ``1 / (1 + d / FUSION_FRAMES)``, with ``d`` the frames since the last drawn frame it passed (the
+    whole clip length where it passed none). Returns the fused probabilities and, per frame, the
+    disagreement of the two directions: half the mean absolute difference of their probabilities
+    over the pixels where either sees a heart structure (0 = identical, 1 = opposite).
+    """
+    n = forward.shape[0]
+    g_f = torch.from_numpy(1.0 / (1.0 + _distance_to_drawn(n, drawn, False) / FUSION_FRAMES)).float()
+    g_b = torch.from_numpy(1.0 / (1.0 + _distance_to_drawn(n, drawn, True) / FUSION_FRAMES)).float()
+    w_f = forward.amax(dim=1, keepdim=True) * g_f[:, None, None, None]
+    w_b = backward.amax(dim=1, keepdim=True) * g_b[:, None, None, None]
+    fused = (w_f * forward + w_b * backward) / (w_f + w_b).clamp(min=1e-6)
+    heart = ((1.0 - forward[:, 0]) > 0.5) | ((1.0 - backward[:, 0]) > 0.5)
+    difference = 0.5 * (forward - backward).abs().sum(dim=1)
+    counts = heart.sum(dim=(1, 2)).clamp(min=1)
+    disagreement = ((difference * heart).sum(dim=(1, 2)) / counts).numpy()
+    return fused, disagreement
+
+
+def next_frame_to_draw(uncertainty: np.ndarray, drawn: tuple[int, ...], gap: int = 2) -> int | None:
+    """The frame with the largest ``uncertainty`` at least ``gap`` frames from every drawn frame."""
+    candidates = [t for t in range(len(uncertainty)) if all(abs(t - r) > gap for r in drawn)]
+    if not candidates:
+        return None
+    return int(max(candidates, key=lambda t: (uncertainty[t], -t)))

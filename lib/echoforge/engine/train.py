@@ -2,15 +2,23 @@
 
 Per step, for a batch of clips (B×T frames):
 
-1. one random affine per clip (frames and labels), gamma/contrast/brightness;
-2. the network runs through the clip; the labelled frames may serve as memory references
-   (none, the first, or all labelled frames, drawn per batch so the model learns both automatic
-   and "segment the rest" use);
-3. losses: Dice + CE on the labelled frames (full resolution), CE on the stride-16 logits (deep
-   supervision, ``aux16_weight``), BCE on ARC's foreground map (``arc_weight``), CPR's own loss
-   on the drawn pairs (``cpr_weight``), and the unlabelled loss ``λ(e)`` × CE against the bank's
-   pseudo-labels where their confidence exceeds ``τ(e)`` (FlameRise);
+1. half of the batches play backwards in time; one random affine per clip (frames and labels),
+   gamma/contrast/brightness;
+2. the network runs through the clip; labelled frames may serve as memory references (none, the
+   first, or the first and last labelled frames, drawn per batch so the model learns both automatic
+   and "segment the rest" use, in both directions);
+3. losses: Dice + CE on the labelled frames whose own ground truth could not reach their prediction
+   (:func:`supervised_frames`: inference never shows a frame its own mask), CE on the stride-16
+   logits (deep supervision, ``aux16_weight``), BCE on ARC's foreground map (``arc_weight``) and on
+   its per-patch foreground probability (``arc_patch_weight``), CPR's own loss on the drawn pairs
+   (``cpr_weight``), and the unlabelled loss ``λ(e)`` × CE against the bank's pseudo-labels where
+   their confidence exceeds ``τ(e)`` (FlameRise);
 4. CPR reforges this clip's unlabelled frames and stores them in the bank for the next epoch.
+
+Every loss is computed from logits (no ``binary_cross_entropy`` on probabilities), so CUDA
+autocast can run all of them. Each epoch's record also carries diagnostics that show an inert
+part as a number (:func:`_diagnostics`: ARC's uncertain-patch fraction and recalibration weight,
+CPR's change rate and how often its changes are right).
 
 Adam, poly learning-rate decay (power 0.9), gradient clipping; AMP (float16 + GradScaler) and
 channels-last on CUDA; DistributedDataParallel when started by ``torchrun`` (gloo on CPU, NCCL on
@@ -41,6 +49,7 @@ from tqdm import tqdm
 
 from echoforge.engine.augment import (
     AugmentConfig,
+    appearance_shift,
     identity_affine,
     invert_affine,
     photometric,
@@ -49,7 +58,13 @@ from echoforge.engine.augment import (
 )
 from echoforge.engine.checkpoint import add_to_checkpoint, read_checkpoint, save_checkpoint, unwrap
 from echoforge.engine.clips import Clip, collate
-from echoforge.engine.losses import LabelledLoss, anchor_map_loss, masked_cross_entropy
+from echoforge.engine.losses import (
+    LabelledLoss,
+    anchor_map_loss,
+    arc_patch_loss,
+    foreground_fraction,
+    masked_cross_entropy,
+)
 from echoforge.errors import TrainingError
 from echoforge.io.atomic import write_json_atomic
 from echoforge.nets import NetConfig, build_model
@@ -58,7 +73,9 @@ from echoforge.nets.echoforge_net import downsample_labels, pad_to_stride
 from echoforge.semi.cpr import ChannelCrossAttention, PseudoLabelBank, reforge
 from echoforge.semi.schedule import FlameRise
 
-REFERENCE_MODES = ("none", "first", "all")
+#: which labelled frames of a clip are memory references in a step: none (automatic use), the first
+#: one, or the first and the last one ("segment the rest" from ED and ES)
+REFERENCE_MODES = ("none", "first", "ends")
 
 
 @dataclass
@@ -81,8 +98,14 @@ class TrainConfig:
     cpr_momentum: float = 0.5
     aux16_weight: float = 0.4
     arc_weight: float = 0.1
+    arc_patch_weight: float = 0.2
+    cpr_jitter: float = 0.3
     cpr_weight: float = 0.5
     reference_probs: tuple[float, float, float] = (0.4, 0.3, 0.3)
+    reverse_prob: float = 0.5
+    prior_dropout: float = 0.2
+    appearance_shift: float = 0.5
+    readout_weight: float = 0.2
     augment: bool = True
     grad_clip: float = 3.0
     amp: bool = True
@@ -91,6 +114,7 @@ class TrainConfig:
     device: str = "auto"
     max_steps_per_epoch: int | None = None
     progress: bool = True
+    seed_bank: bool = True
 
     def flame_rise(self) -> FlameRise:
         return FlameRise.for_epochs(self.epochs, self.burn_in, self.ramp_end, lambda_max=self.lambda_max,
@@ -122,31 +146,52 @@ class SemiSupervisedModel(nn.Module):
     Everything that needs gradients runs inside :meth:`forward`, as DistributedDataParallel requires.
     """
 
-    def __init__(self, net: nn.Module, use_cpr: bool):
+    def __init__(self, net: nn.Module, use_cpr: bool, cpr_jitter: float = 0.0):
         super().__init__()
         self.net = net
+        self.cpr_jitter = cpr_jitter
         # CPR reforges decoder features, which only the EchoForge network has
-        self.cpr = ChannelCrossAttention(net.config.dec_dim) if use_cpr and net.config.arch == "echoforge" else None
+        self.cpr = (ChannelCrossAttention(net.config.dec_dim, net.config.n_classes)
+                    if use_cpr and net.config.arch == "echoforge" else None)
 
-    def forward(self, frames: torch.Tensor, ref_masks: torch.Tensor | None = None,
-                ref_valid: torch.Tensor | None = None, labelled: torch.Tensor | None = None
+    def forward(self, frames: torch.Tensor, labels: torch.Tensor | None = None,
+                ref_valid: torch.Tensor | None = None, labelled: torch.Tensor | None = None,
+                generator: torch.Generator | None = None, prior: torch.Tensor | None = None
                 ) -> dict[str, torch.Tensor]:
-        """The network's outputs; with ``labelled`` (B×T) and CPR also ``cpr_logits`` for the clips with
-        two or more labelled frames (``cpr_pairs``) and ``reforged`` probabilities at half resolution."""
-        out = self.net(frames, ref_masks, ref_valid)
-        if self.cpr is None or labelled is None or not bool(labelled.any()):
+        """The network's outputs (``labels`` of the ``ref_valid`` frames as memory references, ``prior``
+        the flow prior from them); with ``labelled`` (B×T) and CPR also ``cpr_logits`` for the clips
+        with two or more labelled frames (``cpr_pairs``) and ``reforged`` probabilities at half
+        resolution for every frame."""
+        out = self.net(frames, labels, ref_valid, prior) if prior is not None else self.net(frames, labels, ref_valid)
+        if self.cpr is None or labelled is None or labels is None or not bool(labelled.any()):
             return out
-        size = tuple(frames.shape[-2:])
+        features, pad = out["features"], out["pad"]
+        masks = downsample_labels(F.pad(labels, pad), self.net.config.n_classes, features.shape[-2:])
+        head = unwrap(self.net).decoder.head
         pairs = labelled.sum(dim=1) >= 2
         if bool(pairs.any()):  # CPR learns on the drawn pairs: reforge ES from ED (and back) → drawn labels
-            out["cpr_logits"] = reforge(self.cpr, self.net.decoder.classify, out["features"][pairs], labelled[pairs],
-                                        size, exclude_self=True)
+            out["cpr_logits"] = reforge(self.cpr, head, features[pairs], labelled[pairs], masks[pairs], pad,
+                                        exclude_self=True, detach=True, jitter=self.cpr_jitter, generator=generator)
             out["cpr_pairs"] = pairs
         with torch.no_grad():  # pseudo-labels of every frame, each from its nearest labelled frame
+            size = tuple(frames.shape[-2:])
             half = (max(size[0] // 2, 1), max(size[1] // 2, 1))
-            out["reforged"] = reforge(self.cpr, self.net.decoder.classify, out["features"].detach(), labelled,
-                                      half).float().softmax(dim=2)
+            out["reforged"] = reforge(self.cpr, head, features.detach(), labelled, masks, pad,
+                                      size=half).float().softmax(dim=2)
         return out
+
+
+def supervised_frames(labelled: torch.Tensor, ref_valid: torch.Tensor) -> torch.Tensor:
+    """The labelled frames whose own ground truth cannot have reached their prediction (B×T bool).
+
+    A reference stays in memory for the whole clip, so every frame predicted before it reads its
+    mask, and those predictions enter the recent memory the reference itself then reads. Only the
+    first frame of a clip is predicted before any such frame exists; a reference anywhere else is
+    left out of the supervised loss (at inference a drawn frame is returned as drawn anyway).
+    """
+    first = torch.zeros_like(labelled)
+    first[:, 0] = True
+    return labelled & (~ref_valid | first)
 
 
 class Trainer:
@@ -171,7 +216,7 @@ class Trainer:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         seed_everything(config.seed + self.rank)
         self.model = SemiSupervisedModel(net if net is not None else build_model(net_config),
-                                         config.use_cpr).to(self.device)
+                                         config.use_cpr, config.cpr_jitter).to(self.device)
         if config.channels_last and self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -182,6 +227,7 @@ class Trainer:
         self.loss_labelled = LabelledLoss()
         self.generator = torch.Generator().manual_seed(config.seed * 7919 + self.rank)
         self.start_epoch = 0
+        self.pretrained = net is not None
         self.best = -math.inf
         self.history: list[dict[str, Any]] = []
         self.ddp_model: nn.Module = self.model
@@ -215,6 +261,8 @@ class Trainer:
             write_json_atomic(self.run_dir / "config.json", {"net": self.net_config.to_dict(),
                                                              "train": self.config.to_dict()})
         writer = _summary_writer(self.run_dir / "logs") if self.writes_files else None
+        if self.config.seed_bank and self.pretrained and self.start_epoch == 0 and self.model.cpr is not None:
+            self.seed_bank(shard)
         steps_per_epoch = math.ceil(len(shard) / self.config.batch_size)
         if self.config.max_steps_per_epoch:
             steps_per_epoch = min(steps_per_epoch, self.config.max_steps_per_epoch)
@@ -224,6 +272,7 @@ class Trainer:
             # seeded per epoch, so a resumed run visits the clips in the same order as an unbroken one
             order = np.random.default_rng([self.config.seed, self.rank, epoch]).permutation(len(shard))
             totals: dict[str, float] = {}
+            counts: dict[str, int] = {}
             started = time.time()
             bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{self.config.epochs}", unit="step",
                        disable=not (self.config.progress and self.is_main), leave=False)
@@ -237,12 +286,15 @@ class Trainer:
                                     epoch + step / steps_per_epoch)
                 for k, v in losses.items():
                     totals[k] = totals.get(k, 0.0) + v
+                    counts[k] = counts.get(k, 0) + 1
                 bar.set_postfix(loss=f"{losses['total']:.3f}")
             record: dict[str, Any] = {"epoch": epoch + 1, "seconds": round(time.time() - started, 2),
                                       "lr": self.optimizer.param_groups[0]["lr"],
                                       "unlabelled_weight": self.flame.weight(epoch + 1),
                                       "threshold": self.flame.threshold(epoch + 1), "bank": len(self.bank)}
-            record.update({f"loss_{k}": round(v / steps_per_epoch, 5) for k, v in totals.items()})
+            record.update({f"loss_{k}": round(v / steps_per_epoch, 5) for k, v in totals.items()
+                           if not k.startswith("diag_")})
+            record.update({k[len("diag_"):]: round(v / counts[k], 5) for k, v in totals.items() if k.startswith("diag_")})
             if val and self.is_main:
                 from echoforge.engine.evaluate import clip_dice
 
@@ -260,33 +312,76 @@ class Trainer:
                 "history": self.history,
                 "best_val_dice": None if self.best == -math.inf else self.best}
 
+    @torch.no_grad()
+    def seed_bank(self, clips: list[Clip]) -> int:
+        """Start CPR's bank with the starting model's own "segment the rest" of each clip: the
+        labelled frames as memory references, propagated forwards and backwards and averaged, stored
+        for the unlabelled frames. Retraining on a few new videos then starts from the best labels
+        the current model can give them instead of waiting for the burn-in. Returns the frames stored."""
+        net = unwrap(self.model.net).eval()
+        stored = 0
+        for start in range(0, len(clips), self.config.batch_size):
+            batch = collate(clips[start:start + self.config.batch_size], self.net_config.mode)
+            frames, labels = batch["frames"].to(self.device), batch["labels"].to(self.device)
+            labelled = batch["labelled"].to(self.device)
+            unlabelled = ~labelled
+            if not bool(unlabelled.any()) or not bool(labelled.any()):
+                continue
+            prior = batch["priors"]["ends"].to(self.device) if "priors" in batch else None
+            forward = net(frames, labels, labelled, prior)["logits"].float().softmax(2)
+            backward = net(frames.flip(1), labels.flip(1), labelled.flip(1),
+                           None if prior is None else prior.flip(1))["logits"].float().softmax(2).flip(1)
+            probs = (forward + backward) / 2
+            half = (max(frames.shape[-2] // 2, 1), max(frames.shape[-1] // 2, 1))
+            probs = F.interpolate(probs.flatten(0, 1), size=half, mode="bilinear", align_corners=False)
+            probs = probs.reshape(*frames.shape[:2], *probs.shape[1:])
+            keep = [[f for f, u in zip(idx, unl, strict=True) if u]
+                    for idx, unl in zip(batch["frame_index"], unlabelled.tolist(), strict=True)]
+            self.bank.update(batch["video_id"], keep, _ragged(probs, unlabelled),
+                             _ragged(torch.ones_like(probs[:, :, :1]), unlabelled))
+            stored += int(unlabelled.sum())
+        net.train()
+        return stored
+
     # ------------------------------------------------------------------ one step
     def _step(self, batch: dict[str, Any], epoch: float) -> dict[str, float]:
+        """One optimisation step; returns the loss parts and the ``diag_*`` diagnostics of the batch."""
         cfg = self.config
         frames = batch["frames"].to(self.device)
         labels = batch["labels"].to(self.device)
         labelled = batch["labelled"].to(self.device)
+        if cfg.augment and float(torch.rand((), generator=self.generator)) < cfg.reverse_prob:
+            batch = _reverse_time(batch)  # so that propagation learns both directions (bidirectional inference)
+            frames, labels, labelled = (batch[k].to(self.device) for k in ("frames", "labels", "labelled"))
         b, t, h, w = frames.shape
         theta = (random_affine(b, AugmentConfig(), self.generator) if cfg.augment
                  else identity_affine(b)).to(self.device)
         if cfg.augment:
             frames = photometric(warp(frames, theta), AugmentConfig(), self.generator)
             labels = warp(labels.float(), theta, mode="nearest").long()
-        ref_valid = self._reference_frames(labelled)
+        ref_valid, mode = self._reference_frames(labelled)
+        prior = self._prior(batch, mode, theta)
+        if prior is not None and float(torch.rand((), generator=self.generator)) < cfg.appearance_shift:
+            frames = appearance_shift(frames, self.generator)
+        supervised = supervised_frames(labelled, ref_valid)
+        padded_labels = pad_to_stride(labels)[0]
         with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
-            out = self.ddp_model(frames, labels, ref_valid, labelled)
-            logits = out["logits"]
-            loss_sup = self.loss_labelled(logits, labels, labelled)
-            parts = {"labelled": loss_sup}
-            if "logits16" in out and bool(labelled.any()):  # deep supervision at stride 16 (EchoForge only)
-                target16 = downsample_labels(pad_to_stride(labels)[0], self.net_config.n_classes,
-                                             out["logits16"].shape[-2:])
-                log_p = F.log_softmax(out["logits16"][labelled].float(), dim=1)
-                parts["aux16"] = cfg.aux16_weight * -(target16[labelled] * log_p).sum(1).mean()
-            if "weight_maps" in out:
-                parts["arc"] = cfg.arc_weight * anchor_map_loss(out["weight_maps"], labels, labelled)
+            out = self.ddp_model(frames, labels, ref_valid, labelled, self.generator, prior)
+            parts = {"labelled": self.loss_labelled(out["logits"], labels, supervised)}
+            if "logits16" in out and bool(supervised.any()):  # deep supervision at stride 16 (EchoForge only)
+                target16 = downsample_labels(padded_labels, self.net_config.n_classes, out["logits16"].shape[-2:])
+                log_p = F.log_softmax(out["logits16"][supervised].float(), dim=1)
+                parts["aux16"] = cfg.aux16_weight * -(target16[supervised] * log_p).sum(1).mean()
+            if "readout_masks" in out and bool(supervised.any()):  # the readout itself must find the structures
+                target8 = downsample_labels(padded_labels, self.net_config.n_classes, out["readout_masks"].shape[-2:])
+                read = out["readout_masks"][supervised].float().clamp(min=1e-4)
+                parts["readout"] = cfg.readout_weight * -(target8[supervised] * read.log()).sum(1).mean()
+            if "arc_weight_logits" in out:
+                parts["arc"] = cfg.arc_weight * anchor_map_loss(out["arc_weight_logits"], padded_labels, labelled)
+                parts["arc_patch"] = cfg.arc_patch_weight * arc_patch_loss(
+                    out["arc_patch_logit"], padded_labels, labelled, self.net_config.patch)
             if self.model.cpr is not None:
-                parts.update(self._cpr_losses(batch, out, labels, labelled, theta, epoch, (h, w)))
+                parts.update(self._cpr_losses(batch, out, labels, labelled, supervised, theta, epoch, (h, w)))
             total = sum(parts.values())
         if not torch.isfinite(total):
             raise TrainingError(
@@ -301,27 +396,45 @@ class Trainer:
         self.scaler.update()
         result = {k: float(v.detach()) for k, v in parts.items()}
         result["total"] = float(total.detach())
+        result.update(_diagnostics(out, padded_labels, labelled, batch, theta, self.net_config.patch))
         return result
 
-    def _reference_frames(self, labelled: torch.Tensor) -> torch.Tensor:
+    def _reference_frames(self, labelled: torch.Tensor) -> tuple[torch.Tensor, str]:
+        """B×T bool: the memory references of this step, and their mode (of :data:`REFERENCE_MODES`,
+        drawn per batch)."""
         mode = REFERENCE_MODES[int(torch.multinomial(torch.tensor(self.config.reference_probs), 1,
                                                      generator=self.generator))]
-        if mode == "none":
-            return torch.zeros_like(labelled)
-        if mode == "all":
-            return labelled.clone()
-        first = labelled.float().argmax(dim=1)
         ref = torch.zeros_like(labelled)
-        ref[torch.arange(labelled.shape[0]), first] = labelled.any(dim=1)
-        return ref
+        if mode == "none":
+            return ref, mode
+        rows = torch.arange(labelled.shape[0], device=labelled.device)
+        present = labelled.any(dim=1)
+        ref[rows, labelled.float().argmax(dim=1)] = present
+        if mode == "ends":
+            last = labelled.shape[1] - 1 - labelled.flip(1).float().argmax(dim=1)
+            ref[rows, last] = present
+        return ref, mode
+
+    def _prior(self, batch: dict[str, Any], mode: str, theta: torch.Tensor) -> torch.Tensor | None:
+        """The flow prior that goes with the references of ``mode`` (warped like the frames), or None:
+        without references, without clip priors, for a network that takes none, and in
+        ``prior_dropout`` of the steps (streaming, where there is no prior)."""
+        cfg = self.net_config
+        if mode == "none" or "priors" not in batch or not (cfg.use_flow_prior and cfg.arch == "echoforge"):
+            return None
+        if float(torch.rand((), generator=self.generator)) < self.config.prior_dropout:
+            return None
+        prior = batch["priors"]["first" if mode == "first" else "ends"].to(self.device)
+        return warp(prior, theta) if self.config.augment else prior
 
     def _cpr_losses(self, batch: dict[str, Any], out: dict[str, torch.Tensor], labels: torch.Tensor,
-                    labelled: torch.Tensor, theta: torch.Tensor, epoch: float, size: tuple[int, int]
-                    ) -> dict[str, torch.Tensor]:
+                    labelled: torch.Tensor, supervised: torch.Tensor, theta: torch.Tensor, epoch: float,
+                    size: tuple[int, int]) -> dict[str, torch.Tensor]:
         parts: dict[str, torch.Tensor] = {}
-        if "cpr_logits" in out:
+        if "cpr_logits" in out:  # targets: labelled frames whose features never saw their own ground truth
             pairs = out["cpr_pairs"]
-            parts["cpr"] = self.config.cpr_weight * self.loss_labelled(out["cpr_logits"], labels[pairs], labelled[pairs])
+            parts["cpr"] = self.config.cpr_weight * self.loss_labelled(out["cpr_logits"], labels[pairs],
+                                                                       supervised[pairs])
         unlabelled = ~labelled
         if "reforged" not in out or not bool(unlabelled.any()):
             return parts
@@ -363,7 +476,7 @@ class Trainer:
                 if isinstance(v, (int, float)) and k != "epoch":
                     writer.add_scalar(k, v, epoch + 1)
             writer.flush()
-        score = record.get("val_dice_mean")
+        score = record.get("val_score", record.get("val_dice_mean"))
         is_best = score is not None and score > self.best
         if is_best:
             self.best = score
@@ -405,6 +518,65 @@ class Trainer:
         self.history = list(payload.get("history", []))
         torch.set_rng_state(payload["rng"]["torch"])
         self.generator.set_state(payload["rng"]["generator"])
+
+
+@torch.no_grad()
+def _diagnostics(out: dict[str, torch.Tensor], padded_labels: torch.Tensor, labelled: torch.Tensor,
+                 batch: dict[str, Any], theta: torch.Tensor, patch: int) -> dict[str, float]:
+    """Numbers that show an inert part (logged per epoch as ``arc_*`` / ``cpr_*``).
+
+    * ARC: the fraction of patches in the uncertainty band (``arc_uncertain``) and the mean
+      recalibration weight (``arc_weight``) over all frames; on the labelled frames, the same split
+      into patches on the heart border (foreground fraction strictly between 5 % and 95 %) and the
+      others (``arc_uncertain_border`` / ``arc_uncertain_other``).
+    * CPR: on unlabelled frames, the fraction of pixels where the reforged pseudo-label differs from
+      the network's own prediction (``cpr_change``); where the clips carry reference labels (phantom),
+      the fraction of those changed pixels that the reforging got right (``cpr_change_right``: the
+      plain prediction was wrong there) and wrong (``cpr_change_wrong``: it was right).
+    """
+    diag: dict[str, float] = {}
+    if "arc_weight" in out:
+        weight = out["arc_weight"].float()
+        diag["diag_arc_uncertain"] = float((weight > 0).float().mean())
+        diag["diag_arc_weight"] = float(weight.mean())
+        if bool(labelled.any()):
+            cells = (padded_labels.shape[-2] // 16, padded_labels.shape[-1] // 16)
+            fraction = foreground_fraction(padded_labels[labelled], cells, patch)
+            border = (fraction > 0.05) & (fraction < 0.95)
+            active = weight[labelled] > 0
+            if bool(border.any()):
+                diag["diag_arc_uncertain_border"] = float(active[border].float().mean())
+            if bool((~border).any()):
+                diag["diag_arc_uncertain_other"] = float(active[~border].float().mean())
+    unlabelled = ~labelled
+    if "reforged" in out and bool(unlabelled.any()):
+        reforged = out["reforged"][unlabelled]  # N×C×h×w at half resolution
+        half = reforged.shape[-2:]
+        plain = F.interpolate(out["logits"][unlabelled].float(), size=half, mode="bilinear",
+                              align_corners=False).argmax(1)
+        new = reforged.argmax(1)
+        changed = new != plain
+        diag["diag_cpr_change"] = float(changed.float().mean())
+        if "reference" in batch and bool(changed.any()):
+            truth = warp(batch["reference"].to(theta.device).float(), theta, mode="nearest")[unlabelled]
+            truth = F.interpolate(truth[:, None], size=half, mode="nearest")[:, 0].long()
+            n = changed.sum().float()
+            diag["diag_cpr_change_right"] = float(((new == truth) & changed).sum() / n)
+            diag["diag_cpr_change_wrong"] = float(((plain == truth) & changed).sum() / n)
+    return diag
+
+
+def _reverse_time(batch: dict[str, Any]) -> dict[str, Any]:
+    """The clips of a batch played backwards (tensors flipped along T, frame indices reversed)."""
+    out = dict(batch)
+    for key in ("frames", "labels", "labelled", "reference"):
+        if key in batch:
+            out[key] = batch[key].flip(1)
+    out["frame_index"] = [list(reversed(f)) for f in batch["frame_index"]]
+    if "priors" in batch:  # played backwards, the first drawn frame is the last one
+        priors = {name: p.flip(1) for name, p in batch["priors"].items()}
+        out["priors"] = {**priors, "first": priors["last"], "last": priors["first"]}
+    return out
 
 
 def _ragged(x: torch.Tensor, select: torch.Tensor) -> torch.Tensor:

@@ -23,12 +23,21 @@ from pathlib import Path
 from echoforge.errors import UnreadableFileError, UnsupportedFormatError
 from echoforge.io.atomic import compound_suffix
 from echoforge.io.avi import MOVIE_EXTS, read_avi, write_avi
-from echoforge.io.volume import attach_labels, is_volume_path, read_volume, write_labels, write_volume
+from echoforge.io.volume import (
+    NRRD_EXTS,
+    attach_labels,
+    is_volume_path,
+    nrrd_data_file,
+    read_volume,
+    write_labels,
+    write_volume,
+)
 from echoforge.video import EchoVideo
 
 _CAMUS_NAME = re.compile(r"^(patient\d{4})_(2CH|4CH)_(half_sequence|ED|ES|sequence)(_gt)?\.(nii\.gz|nii|mhd)$")
 
-__all__ = ["is_dicom", "load_video", "save_video", "write_labels", "read_volume", "attach_labels"]
+__all__ = ["is_dicom", "load_video", "save_video", "write_labels", "read_volume", "attach_labels",
+           "detached_data_file"]
 
 
 def is_dicom(path: str | os.PathLike[str]) -> bool:
@@ -41,6 +50,22 @@ def is_dicom(path: str | os.PathLike[str]) -> bool:
     except (OSError, EOFError):
         return False
     return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def detached_data_file(path: str | os.PathLike[str]) -> str | None:
+    """The other file whose data a header file names (MetaImage ``ElementDataFile``, NRRD ``data file``).
+
+    ``None`` for a file that holds its own data (every format but detached MetaImage and NRRD
+    headers). A server uses this to refuse uploads that would make it read another file.
+    """
+    ext = compound_suffix(path)
+    if ext == ".mhd":
+        from echoforge.io.metaimage import mhd_data_file
+
+        return mhd_data_file(path)
+    if ext in NRRD_EXTS:
+        return nrrd_data_file(path)
+    return None
 
 
 def load_video(path: str | os.PathLike[str], labels: str | os.PathLike[str] | None = None) -> EchoVideo:

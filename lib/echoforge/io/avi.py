@@ -12,6 +12,19 @@ from echoforge.io.atomic import atomic_path
 from echoforge.video import EchoVideo
 
 MOVIE_EXTS = (".avi", ".mp4", ".mov", ".mkv", ".wmv")
+_MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot")
+
+
+def is_movie_container(path: str | os.PathLike[str]) -> bool:
+    """True when the file starts like an AVI, MP4/MOV, Matroska or ASF (WMV) container.
+
+    FFmpeg (behind OpenCV) guesses formats from content and also opens playlists and concat lists
+    that name other files or URLs; checking the container first means only a movie file is decoded.
+    """
+    with open(path, "rb") as f:
+        head = f.read(16)
+    return ((head[:4] == b"RIFF" and head[8:12] == b"AVI ") or head[4:8] in _MP4_BOXES
+            or head[:4] == b"\x1a\x45\xdf\xa3" or head[:8] == b"\x30\x26\xb2\x75\x8e\x66\xcf\x11")
 
 
 def read_movie_frames(path: str | os.PathLike[str]) -> tuple[np.ndarray, float | None]:
@@ -21,6 +34,8 @@ def read_movie_frames(path: str | os.PathLike[str]) -> tuple[np.ndarray, float |
     path = Path(path)
     if not path.exists():
         raise UnreadableFileError("file not found", path)
+    if not is_movie_container(path):
+        raise UnreadableFileError("not a movie file (AVI, MP4/MOV, MKV or WMV container expected)", path)
     capture = cv2.VideoCapture(str(path))
     try:
         if not capture.isOpened():

@@ -1,7 +1,7 @@
 """MetaImage (``.mhd`` header + ``.raw`` data), the format of the first CAMUS release.
 
 Only what 2-D+t echo needs: 2-D/3-D scalar images, little- or big-endian, optionally
-zlib-compressed, data in a separate file or inline (``ElementDataFile = LOCAL``).
+zlib-compressed, data inline (``ElementDataFile = LOCAL``) or in a file beside the header.
 """
 
 from __future__ import annotations
@@ -20,19 +20,11 @@ _TYPES = {
     "MET_UINT": np.uint32, "MET_INT": np.int32, "MET_FLOAT": np.float32, "MET_DOUBLE": np.float64,
 }
 _NAMES = {np.dtype(v): k for k, v in _TYPES.items()}
+_HEADER_BYTES = 64 * 1024  # a MetaImage header is a few hundred bytes of text
 
 
-def read_mhd(path: str | os.PathLike[str]) -> tuple[np.ndarray, tuple[float, ...]]:
-    """Read a MetaImage as ``(array, spacing)``.
-
-    Returns:
-        The array in C order, slowest axis first: ``(T, H, W)`` for 3-D, ``(H, W)`` for 2-D; and the
-        element spacing in the same order (so ``spacing[-2:]`` is (row, col) in mm).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise UnreadableFileError("file not found", path)
-    raw = path.read_bytes()
+def _parse_header(raw: bytes, path: Path) -> tuple[dict[str, str], int]:
+    """The header's key/value pairs and the byte offset where inline (``LOCAL``) data starts."""
     header: dict[str, str] = {}
     offset = 0
     for line in raw.split(b"\n"):
@@ -46,6 +38,48 @@ def read_mhd(path: str | os.PathLike[str]) -> tuple[np.ndarray, tuple[float, ...
         header[key] = value
         if key == "ElementDataFile":
             break
+    return header, offset
+
+
+def mhd_data_file(path: str | os.PathLike[str]) -> str | None:
+    """The separate data file a MetaImage header names (``None`` for inline ``LOCAL`` data)."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(_HEADER_BYTES)
+    header, _ = _parse_header(head, path)
+    data_file = header.get("ElementDataFile")
+    return None if data_file in (None, "LOCAL") else data_file
+
+
+def _data_path(path: Path, data_file: str) -> Path:
+    """The data file beside the header; a name with a folder in it (``../x``, ``/etc/x``) is refused."""
+    if not data_file or data_file != Path(data_file).name or data_file in (".", "..") or "\\" in data_file:
+        raise UnreadableFileError(f"its data file {data_file!r} is not a file beside the header "
+                                  "(only a plain file name in the header's folder is read)", path)
+    data_path = path.parent / data_file
+    if not data_path.is_file():
+        raise UnreadableFileError(f"its data file {data_file} is missing", path)
+    if data_path.resolve().parent != path.resolve().parent:
+        raise UnreadableFileError(f"its data file {data_file} is a link to another folder", path)
+    return data_path
+
+
+def read_mhd(path: str | os.PathLike[str]) -> tuple[np.ndarray, tuple[float, ...]]:
+    """Read a MetaImage as ``(array, spacing)``.
+
+    The data are inline (``ElementDataFile = LOCAL``) or in a file beside the header named by its
+    plain file name; a header pointing anywhere else (another folder, an absolute path) is refused,
+    so a header can never make EchoForge read an unrelated file.
+
+    Returns:
+        The array in C order, slowest axis first: ``(T, H, W)`` for 3-D, ``(H, W)`` for 2-D; and the
+        element spacing in the same order (so ``spacing[-2:]`` is (row, col) in mm).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UnreadableFileError("file not found", path)
+    raw = path.read_bytes()
+    header, offset = _parse_header(raw, path)
     try:
         dims = [int(v) for v in header["DimSize"].split()]
         dtype = np.dtype(_TYPES[header["ElementType"]])
@@ -57,13 +91,7 @@ def read_mhd(path: str | os.PathLike[str]) -> tuple[np.ndarray, tuple[float, ...
     if header.get("BinaryDataByteOrderMSB", header.get("ElementByteOrderMSB", "False")).lower() == "true":
         dtype = dtype.newbyteorder(">")
     spacing = [float(v) for v in header.get("ElementSpacing", header.get("ElementSize", " ".join(["1"] * len(dims)))).split()]
-    if data_file == "LOCAL":
-        payload = raw[offset:]
-    else:
-        data_path = path.parent / data_file
-        if not data_path.exists():
-            raise UnreadableFileError(f"its data file {data_file} is missing", path)
-        payload = data_path.read_bytes()
+    payload = raw[offset:] if data_file == "LOCAL" else _data_path(path, data_file).read_bytes()
     if header.get("CompressedData", "False").lower() == "true":
         try:
             payload = zlib.decompress(payload)

@@ -158,9 +158,38 @@ def _nifti_extension_fields(path: Path) -> dict[str, str]:
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
 
+def nrrd_data_file(path: str | os.PathLike[str]) -> str | None:
+    """The separate data file an NRRD header names (``data file:``; detached ``.nhdr``), else ``None``."""
+    import nrrd
+
+    try:
+        header = nrrd.read_header(str(path))
+    except (OSError, EOFError, UnicodeDecodeError, ValueError, nrrd.NRRDError) as err:
+        raise UnreadableFileError(f"cannot read as NRRD ({err})", path) from None
+    data_file = header.get("data file", header.get("datafile"))
+    return str(data_file) if data_file is not None else None
+
+
+def _check_nrrd_data_file(path: Path) -> None:
+    """Refuse a header whose data live anywhere but in one file beside it (no folders, lists or patterns)."""
+    data_file = nrrd_data_file(path)
+    if data_file is None:
+        return
+    plain = data_file == Path(data_file).name and data_file not in (".", "..") and "\\" not in data_file
+    if not plain or data_file.upper().startswith("LIST") or "%" in data_file or " " in data_file.strip():
+        raise UnreadableFileError(f"its data file {data_file!r} is not a file beside the header "
+                                  "(only a plain file name in the header's folder is read)", path)
+    data_path = path.parent / data_file
+    if not data_path.is_file():
+        raise UnreadableFileError(f"its data file {data_file} is missing", path)
+    if data_path.resolve().parent != path.resolve().parent:
+        raise UnreadableFileError(f"its data file {data_file} is a link to another folder", path)
+
+
 def _read_nrrd(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     import nrrd
 
+    _check_nrrd_data_file(path)
     try:
         data, header = nrrd.read(str(path), index_order="F")
     except (OSError, EOFError, zlib.error, ValueError, nrrd.NRRDError) as err:

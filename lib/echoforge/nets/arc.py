@@ -14,11 +14,22 @@ they are closer to, leaving confident patches untouched:
    similarity difference shrinks; the others keep their features.
 
 Choices where the paper is silent (documented, and measured by the ablation benchmark):
-``K = 16`` neighbours; patch size 2 on the stride-16 map (a 32×32-pixel patch of the frame);
-anchor probabilities ``softmax(cos / 0.1)``; interpolation weight
-``w = s · (1 − |p_fg − 0.5| / 0.1)`` inside the band, with a learnt strength ``s = σ(θ)`` (θ = 0 at
-start, so s = 0.5); anchors split into foreground (first ⌈A/2⌉) and background (the rest); a single
-anchor is a foreground anchor with ``p_fg = (1 + cos) / 2``.
+
+* ``K = 16`` neighbours; the patch size per configuration (``patch`` in :mod:`echoforge.nets.config`);
+  anchors split into foreground (first ⌈A/2⌉) and background (the rest); a single anchor is a
+  foreground anchor with ``p_fg = (1 + cos) / 2``.
+* anchor probabilities ``p_fg = σ(ℓ)`` with the patch logit
+  ``ℓ = logsumexp(cos_fg / T) − logsumexp(cos_bg / T)`` (= the softmax over anchors summed over
+  the foreground ones), ``T = 0.1``;
+* cosines are taken between *centred* vectors (the frame's mean feature subtracted from patches and
+  anchors). Without centring the ReLU'd features of a frame all point into one orthant, every
+  cosine is close to one and a drifting anchor pushes all patches to the same side of the band;
+* the patch probability is *supervised* on annotated frames (:func:`echoforge.engine.losses.arc_patch_loss`:
+  BCE against the patch's foreground fraction). A patch on a structure border is half heart, half
+  background, so its target lies inside the band: ARC stays active exactly where the boundary is
+  unclear instead of leaving the band during training (where its weight, hence its gradient, is zero);
+* interpolation weight ``w = s · (1 − |p_fg − 0.5| / 0.1)`` inside the band, with a learnt strength
+  ``s = σ(θ)`` (θ = 0 at start, so s = 0.5).
 """
 
 from __future__ import annotations
@@ -44,8 +55,10 @@ class AnchorRecalibration(nn.Module):
         band: the uncertainty band of foreground probability.
         temperature: softmax temperature on cosine similarities.
 
-    Returns from ``forward``: the recalibrated features (same shape) and a dict with ``weight_maps``
-    (N×A×h×w, the anchor heat maps; channel 0 is foreground) and ``p_fg`` (N×1×h'×w' per patch).
+    Returns from ``forward``: the recalibrated features (same shape) and a dict with
+    ``weight_logits`` (N×A×h×w, before the channel softmax) and ``weight_maps`` (the anchor heat
+    maps; channel 0 is foreground), ``patch_logit`` (N×1×h'×w', the foreground logit of each patch),
+    ``p_fg`` (its sigmoid) and ``weight`` (N×1×h'×w', the recalibration weight of each patch).
     """
 
     def __init__(self, dim: int, n_anchors: int = 2, knn: int = 16, patch: int = 2, heads: int = 4,
@@ -61,9 +74,10 @@ class AnchorRecalibration(nn.Module):
         self.strength = nn.Parameter(torch.zeros(()))
 
     def anchors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Anchors ``N×A×D`` after KNN filtering and fusion, and the weight maps ``N×A×h×w``."""
+        """Anchors ``N×A×D`` after KNN filtering and fusion, and the weight-map logits ``N×A×h×w``."""
         n, d, h, w = x.shape
-        maps = self.weight_conv(x).softmax(dim=1)
+        logits = self.weight_conv(x)
+        maps = logits.softmax(dim=1)
         tokens = x.flatten(2)  # N×D×hw
         initial = torch.einsum("nap,ndp->nad", maps.flatten(2), tokens) / (maps.flatten(2).sum(-1, keepdim=True) + 1e-6)
         k = min(self.knn, h * w)
@@ -73,17 +87,26 @@ class AnchorRecalibration(nn.Module):
                                   idx.unsqueeze(-1).expand(n, self.n_anchors, k, d))  # N×A×K×D
         fused = self.fusion(initial.reshape(n * self.n_anchors, 1, d), neighbours.reshape(n * self.n_anchors, k, d))
         fused = self.fusion_ffn(fused).reshape(n, self.n_anchors, d)
-        return fused, maps
+        return fused, logits
+
+    def patch_logit(self, cos: torch.Tensor) -> torch.Tensor:
+        """Anchor cosines ``N×A×h'×w'`` → foreground logit ``N×1×h'×w'`` (see the module docstring)."""
+        if self.n_anchors == self.n_fg:  # foreground anchors only: p = (1 + max cos) / 2
+            p = ((1.0 + cos.max(dim=1, keepdim=True).values) / 2.0).clamp(1e-4, 1 - 1e-4)
+            return torch.log(p) - torch.log1p(-p)
+        scaled = cos / self.temperature
+        return (torch.logsumexp(scaled[:, : self.n_fg], dim=1, keepdim=True)
+                - torch.logsumexp(scaled[:, self.n_fg:], dim=1, keepdim=True))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         n, d, h, w = x.shape
-        anchors, maps = self.anchors(x)
+        anchors, weight_logits = self.anchors(x)
         patches = F.avg_pool2d(x, self.patch, ceil_mode=True) if self.patch > 1 else x
-        cos = torch.einsum("nad,ndhw->nahw", F.normalize(anchors, dim=-1), F.normalize(patches, dim=1))
-        if self.n_anchors == self.n_fg:  # foreground anchors only
-            p_fg = (1.0 + cos.max(dim=1, keepdim=True).values) / 2.0
-        else:
-            p_fg = (cos / self.temperature).softmax(dim=1)[:, : self.n_fg].sum(dim=1, keepdim=True)
+        centre = x.mean(dim=(2, 3))  # N×D, the frame's mean feature
+        cos = torch.einsum("nad,ndhw->nahw", F.normalize(anchors - centre[:, None], dim=-1),
+                           F.normalize(patches - centre[:, :, None, None], dim=1))
+        logit = self.patch_logit(cos)
+        p_fg = torch.sigmoid(logit)
         lo, hi = self.band
         half_width = (hi - lo) / 2.0
         uncertain = (p_fg >= lo) & (p_fg <= hi)
@@ -94,8 +117,10 @@ class AnchorRecalibration(nn.Module):
         choice = torch.where(p_fg >= 0.5, fg_best, bg_best)  # N×1×h'×w'
         target = torch.gather(anchors, 1, choice.flatten(1).unsqueeze(-1).expand(-1, -1, d))  # N×h'w'×D
         target = target.transpose(1, 2).reshape(n, d, *choice.shape[2:])
+        patch_weight = weight
         if self.patch > 1:
             weight = F.interpolate(weight, scale_factor=self.patch, mode="nearest")[..., :h, :w]
             target = F.interpolate(target, scale_factor=self.patch, mode="nearest")[..., :h, :w]
         out = (1.0 - weight) * x + weight * target
-        return out, {"weight_maps": maps, "p_fg": p_fg}
+        return out, {"weight_logits": weight_logits, "weight_maps": weight_logits.softmax(dim=1),
+                     "patch_logit": logit, "p_fg": p_fg, "weight": patch_weight}

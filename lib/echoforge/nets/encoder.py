@@ -19,7 +19,7 @@ RESNETS = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34, 50:
 
 
 class ResNetEncoder(nn.Module):
-    """ResNet stem + layer1..layer3 giving features at strides 4, 8 and 16.
+    """ResNet stem + layer1..layer3 giving features at strides 4, 8 and 16 (+ layer4 at stride 32).
 
     The first convolution takes one grey channel; ImageNet RGB weights are folded into it by
     summing over the colour axis (the standard way to reuse them for grey images).
@@ -27,12 +27,13 @@ class ResNetEncoder(nn.Module):
     Args:
         depth: 18, 34 or 50.
         weights: optional local path to a torchvision ResNet state dict.
+        layer4: keep the last stage too (``paper``: the whole ResNet-50 of the paper's encoder).
 
     Shapes:
-        ``forward(N×1×H×W) -> (N×C4×H/4×W/4, N×C8×H/8×W/8, N×C16×H/16×W/16)``
+        ``forward(N×1×H×W) -> (N×C4×H/4×W/4, N×C8×H/8×W/8, N×C16×H/16×W/16[, N×C32×H/32×W/32])``
     """
 
-    def __init__(self, depth: int = 18, weights: str | os.PathLike[str] | None = None):
+    def __init__(self, depth: int = 18, weights: str | os.PathLike[str] | None = None, layer4: bool = False):
         super().__init__()
         if depth not in RESNETS:
             raise ValueError(f"ResNet depth must be one of {sorted(RESNETS)}, got {depth}")
@@ -44,14 +45,18 @@ class ResNetEncoder(nn.Module):
             conv1.weight.copy_(net.conv1.weight.sum(dim=1, keepdim=True))
         self.stem = nn.Sequential(conv1, net.bn1, net.relu, net.maxpool)
         self.layer1, self.layer2, self.layer3 = net.layer1, net.layer2, net.layer3
+        self.layer4 = net.layer4 if layer4 else None
         expansion = 4 if depth == 50 else 1
         self.channels = (64 * expansion, 128 * expansion, 256 * expansion)
+        self.channels32 = 512 * expansion if layer4 else 0
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         f4 = self.layer1(self.stem(x))
         f8 = self.layer2(f4)
         f16 = self.layer3(f8)
-        return f4, f8, f16
+        if self.layer4 is None:
+            return f4, f8, f16
+        return f4, f8, f16, self.layer4(f16)
 
 
 def load_imagenet_weights(net: nn.Module, path: str | os.PathLike[str]) -> None:

@@ -34,11 +34,11 @@ from echoforge.nets.attention import CrossAttention, FeedForward, SelfAttention
 class InContextFusion(nn.Module):
     """Semantic tokens ↔ current-frame features. ``(N×C×D, N×L×D) -> (P_sem N×C×D, F' N×L×D)``."""
 
-    def __init__(self, dim: int, heads: int):
+    def __init__(self, dim: int, heads: int, ffn_mult: int = 4):
         super().__init__()
         self.token_self = SelfAttention(dim, heads)
         self.token_cross = CrossAttention(dim, heads)
-        self.token_ffn = FeedForward(dim)
+        self.token_ffn = FeedForward(dim, ffn_mult)
         self.feature_cross = CrossAttention(dim, heads)
         self.feature_ffn = FeedForward(dim, mult=2)
 
@@ -51,12 +51,12 @@ class InContextFusion(nn.Module):
 class QueryPrototypeLayer(nn.Module):
     """Shared self-attention over [queries; prototypes], masked cross-attention + FFN for the queries."""
 
-    def __init__(self, dim: int, heads: int):
+    def __init__(self, dim: int, heads: int, ffn_mult: int = 4):
         super().__init__()
         self.shared_self = SelfAttention(dim, heads)
         self.masked_cross = CrossAttention(dim, heads)
-        self.query_ffn = FeedForward(dim)
-        self.prototype_ffn = FeedForward(dim)
+        self.query_ffn = FeedForward(dim, ffn_mult)
+        self.prototype_ffn = FeedForward(dim, ffn_mult)
 
     def forward(self, queries: torch.Tensor, prototypes: torch.Tensor, features: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,15 +78,17 @@ class TemporalSemanticFusion(nn.Module):
         n_queries: learnt queries.
         n_layers: query–prototype layers.
         heads: attention heads.
+        ffn_mult: hidden width of the feed-forward blocks, in multiples of D.
     """
 
-    def __init__(self, dim: int, n_classes: int, n_queries: int = 8, n_layers: int = 1, heads: int = 4):
+    def __init__(self, dim: int, n_classes: int, n_queries: int = 8, n_layers: int = 1, heads: int = 4,
+                 ffn_mult: int = 4):
         super().__init__()
         self.dim, self.n_classes = dim, n_classes
         self.prior_tokens = nn.Parameter(torch.randn(n_classes, dim) * 0.02)
         self.queries = nn.Parameter(torch.randn(n_queries, dim) * 0.02)
-        self.fusion = InContextFusion(dim, heads)
-        self.layers = nn.ModuleList(QueryPrototypeLayer(dim, heads) for _ in range(n_layers))
+        self.fusion = InContextFusion(dim, heads, ffn_mult)
+        self.layers = nn.ModuleList(QueryPrototypeLayer(dim, heads, ffn_mult) for _ in range(n_layers))
         self.norm = nn.LayerNorm(dim)
         hidden = max(2 * n_classes * n_queries, 32)
         self.mask_ffn = nn.Sequential(nn.Conv2d(n_queries * n_classes, hidden, 1), nn.GELU(),

@@ -108,6 +108,9 @@ class HeartAnatomy:
         papillary4, papillary2: whether a papillary muscle is seen (inside the traced cavity).
         descending_aorta: whether the descending aorta shows behind the left atrium.
         lung_right, lung_left: echogenicity loss (0-1) from lung next to the lateral / right heart.
+        foreshortening4, foreshortening2: the part of the LV length the view shows (1 = the true apex
+            is in the plane; less = a foreshortened view, the plane passes below the apex). The true
+            3-D volumes do not change; the labels show what the view shows.
     """
 
     edv_ml: float
@@ -152,6 +155,8 @@ class HeartAnatomy:
     descending_aorta: bool
     lung_right: float
     lung_left: float
+    foreshortening4: float = 1.0
+    foreshortening2: float = 1.0
 
     @classmethod
     def sample(cls, rng: np.random.Generator, shifted: bool = False) -> HeartAnatomy:
@@ -388,7 +393,7 @@ class Heart:
         """
         a = self.anatomy
         s = self._s
-        length = float(self.lv_length_mm(phase))
+        length = float(self.lv_length_mm(phase)) * (a.foreshortening4 if view == "4CH" else a.foreshortening2)
         radius = float(self.lv_radius_mm(view, phase)) * lv_profile(s, *self._shape[view])
         bend = a.bend4_mm if view == "4CH" else a.bend2_mm
         centre = 4.0 * bend * s * (1.0 - s) * length / a.lv_length_mm
@@ -435,7 +440,7 @@ class Heart:
         width = (a.la_width4_mm if view == "4CH" else a.la_width2_mm) * grow
         tilt = np.radians(a.la_tilt4_deg if view == "4CH" else a.la_tilt2_deg)
         # the atrial roof stays put while the mitral plane descends, so the atrium stretches in systole
-        la_length = a.la_length_mm * grow + (a.lv_length_mm - length)
+        la_length = a.la_length_mm * grow + (a.lv_length_mm - float(self.lv_length_mm(phase)))
         wall, peri = _ATRIAL_WALL_MM, _PERICARDIUM_MM
         # in 4CH the septal side of the left atrium is nearly flat (it is the interatrial septum)
         share = float(np.clip(1.15 * (hinge_right - hinge_left) / 2.0 / width, 0.3, 0.5)) if view == "4CH" else 0.5

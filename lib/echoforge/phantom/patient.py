@@ -16,6 +16,7 @@ import numpy as np
 from echoforge.labels import normalize_view
 from echoforge.phantom.anatomy import PHANTOM_VIEWS, Heart, HeartAnatomy
 from echoforge.phantom.cycle import BeatSequence, CardiacCycle
+from echoforge.phantom.families import Acquisition, apply_acquisition
 from echoforge.phantom.render import ViewRenderer, label_map
 from echoforge.phantom.scanner import ScannerStyle, SectorScanner
 from echoforge.video import EchoVideo
@@ -29,15 +30,19 @@ class PhantomPatient:
 
     Attributes:
         seed: the seed it was made from. shifted: whether it comes from the style-shifted domain.
+        family, acquisition: its style family and :class:`~echoforge.phantom.families.Acquisition`
+            (``None`` for the original phantom, see :mod:`echoforge.phantom.families`).
         anatomy, cycle, style: its :class:`HeartAnatomy`, :class:`CardiacCycle` and :class:`ScannerStyle`.
         heart: the animated :class:`Heart` (geometry and true volumes at any phase).
         heart_rate_bpm, true_ef (percent), true_edv_ml, true_esv_ml: the truth measurements aim at.
     """
 
     def __init__(self, seed: int, anatomy: HeartAnatomy, cycle: CardiacCycle, style: ScannerStyle,
-                 shifted: bool = False):
+                 shifted: bool = False, family: str | None = None, acquisition: Acquisition | None = None):
         self.seed = int(seed)
         self.shifted = bool(shifted)
+        self.family = family
+        self.acquisition = acquisition
         self.anatomy = anatomy
         self.cycle = cycle
         self.style = style
@@ -113,9 +118,15 @@ class PhantomPatient:
         ed, es = self.event_frames(phases, fps)
         grid = renderer.grid
         beats, times = self._repeated_beats(phases)
+        sector = renderer.scanner.sector
+        if self.acquisition is not None:
+            frames, labels, sectors = apply_acquisition(frames, labels, sector, self.acquisition, grid.spacing_mm,
+                                                        1000.0 / fps)
+            sector = sectors.all(axis=0)
         meta = {
             "phantom_seed": self.seed,
             "shifted": self.shifted,
+            "family": self.family,
             "true_ef": self.true_ef,
             "true_edv_ml": self.true_edv_ml,
             "true_esv_ml": self.true_esv_ml,
@@ -132,7 +143,7 @@ class PhantomPatient:
         }
         return EchoVideo(frames=frames, spacing=(grid.spacing_mm, grid.spacing_mm), frame_time_ms=1000.0 / fps,
                          view=view, labels=labels, annotated=tuple(range(len(phases))), ed=ed, es=es,
-                         sector=renderer.scanner.sector, source=f"phantom:seed={self.seed}:{view}", meta=meta)
+                         sector=sector, source=f"phantom:seed={self.seed}:{view}", meta=meta)
 
     def render_half_sequence(self, view: str = "4CH", size: tuple[int, int] = (256, 256),
                              fps: float = 30.0) -> EchoVideo:
@@ -333,11 +344,11 @@ def make_patient(seed: int, style: ScannerStyle | None = None, shifted: bool = F
     sampled_style = style is None
     if style is None:
         style = ScannerStyle.sample(np.random.default_rng([seed, domain, 3]), shifted=shifted)
-    anatomy, style = _fit_in_sector(anatomy, cycle, style, adjust_depth=sampled_style)
+    anatomy, style = fit_in_sector(anatomy, cycle, style, adjust_depth=sampled_style)
     return PhantomPatient(seed, anatomy, cycle, style, shifted=shifted)
 
 
-def _fit_in_sector(anatomy: HeartAnatomy, cycle: CardiacCycle, style: ScannerStyle,
+def fit_in_sector(anatomy: HeartAnatomy, cycle: CardiacCycle, style: ScannerStyle,
                    adjust_depth: bool) -> tuple[HeartAnatomy, ScannerStyle]:
     """Place the heart so its labelled structures stay inside the fan, as a sonographer would: an
     apex too wide for the narrow top of the fan moves the probe back (deeper apex), a ventricle or

@@ -84,16 +84,20 @@ def _sigmoid(t: np.ndarray) -> np.ndarray:
 class MaterialField:
     """Random tissue properties attached to material points, on a regular probe-frame grid.
 
-    Channels: complex scatterer amplitude (re, im; unit total variance), a coarse reflectivity
-    texture (correlation ≈ 6 mm) and a fine one (≈ 0.7 mm), both unit variance.
+    Channels: complex scatterer amplitude (re, im; unit total variance; a ``density`` below one
+    leaves most cells without a scatterer), a coarse reflectivity texture (correlation ≈ 6 mm) and a
+    fine one (≈ 0.7 mm), both unit variance.
     """
 
-    def __init__(self, grid: SectorGrid, rng: np.random.Generator):
+    def __init__(self, grid: SectorGrid, rng: np.random.Generator, density: float = 1.0):
         self.step_mm = 0.8 * grid.range_step_mm
         half_width = grid.depth_mm * np.sin(grid.angle_rad / 2.0) + 15.0
         self.x0, self.y0 = -half_width, -15.0
         shape = (int(np.ceil((grid.depth_mm + 30.0) / self.step_mm)), int(np.ceil(2 * half_width / self.step_mm)))
         noise = rng.standard_normal((*shape, 3), dtype=np.float32)
+        if density < 1.0:  # sparse scatterers: most cells empty, the rest stronger (same mean power)
+            keep = rng.random(shape, dtype=np.float32) < density
+            noise[..., 0:2] *= (keep / np.sqrt(max(density, 1e-3)))[..., None]
         # the coarse texture is made on a grid 8 times coarser (same statistics, far cheaper)
         coarse = rng.standard_normal((shape[0] // 8 + 2, shape[1] // 8 + 2), dtype=np.float32)
         coarse = cv2.resize(cv2.GaussianBlur(coarse, (0, 0), 6.0 / (8 * self.step_mm)),
@@ -157,7 +161,7 @@ class ViewRenderer:
         self.grid = grid = self.scanner.grid
         code = _VIEW_CODES[view]
         static = np.random.default_rng([seed, code, 1])
-        self.material = MaterialField(grid, static)
+        self.material = MaterialField(grid, static, style.scatterer_density)
         shape = (grid.n_samples, grid.n_beams)
         # reverberation clutter is smeared along arcs: white noise blurred across the beams (≈ 3 mm)
         clutter = static.standard_normal((*shape, 2), dtype=np.float32)

@@ -55,6 +55,8 @@ class ScannerStyle:
         dropout: loss (0-1) of the lateral (4CH) or anterior (2CH) wall, parallel to the beams.
         rib_shadow: depth of an acoustic shadow (0 none) at ``rib_shadow_deg`` from the centre.
         edge_falloff: loss of sensitivity towards the sector edges (0-1).
+        scatterer_density: fraction of tissue cells holding a scatterer (1 = fully developed speckle;
+            less = sparse, spotty speckle).
     Processing
         persistence: frame averaging weight of the previous frame (0-1).
         smoothing_px: σ of the display smoothing after scan conversion, in output pixels.
@@ -92,6 +94,7 @@ class ScannerStyle:
     edge_falloff: float = 0.5
     persistence: float = 0.15
     smoothing_px: float = 0.25
+    scatterer_density: float = 1.0
 
     @classmethod
     def sample(cls, rng: np.random.Generator, shifted: bool = False) -> ScannerStyle:

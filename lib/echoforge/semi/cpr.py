@@ -3,51 +3,67 @@
 Only ED and ES are drawn; the frames in between need targets. CPR makes them from what the
 network knows about the drawn frames:
 
-* **channel-wise cross-attention** (:class:`ChannelCrossAttention`): queries from the features of
-  a labelled frame ``F^L``, keys and values from an unlabelled frame ``F^U``;
-  ``A = softmax(IN(Q Kᵀ))`` is a C×C channel affinity (instance-normalised before the softmax) and
-  the reforged features are ``F^U + W_o(A V)``. The network's own classifier decodes them into
-  pseudo-labels. CPR is trained on the drawn pairs: reforging ES with ED as the query (and the
-  reverse) must give the drawn ES (ED) labels.
+* **channel-wise cross-attention** (:class:`ChannelCrossAttention`): queries from a labelled frame,
+  keys and values from an unlabelled frame ``F^U``; ``A = softmax(IN(Q Kᵀ))`` is a C×C channel
+  affinity (instance-normalised before the softmax) and the reforged features are ``W_o(A V)``.
+  The network's own classifier decodes them into pseudo-labels. CPR is trained on the drawn pairs:
+  reforging ES with ED as the query (and the reverse) must give the drawn ES (ED) labels.
 * **the bank** (:class:`PseudoLabelBank`): each step stores the reforged pseudo-labels of a clip's
   unlabelled frames, keyed by (video, frame); the next epoch trains on them (the paper's "epoch
   t−1 flow"). Entries are kept in the *canonical* geometry (before augmentation) so they line up
   with any later augmentation of the same frames, and each new reforging is blended with the
   stored one (``momentum``), which makes the labels evolve continuously rather than jump.
 
-Choices where the paper is silent: features are the decoder's stride-4 features; the query frame
-for an unlabelled frame is the labelled frame nearest in time; the pseudo-labels are stored as
-probabilities at half the input resolution (float16, on the CPU); blend momentum 0.5.
+Choices where the paper is silent:
+
+* features are the decoder's stride-4 features; the query frame for an unlabelled frame is the
+  labelled frame nearest in time;
+* the query carries the labelled frame's *drawn mask* (``Q = W_q F^L + W_m Y^L``): the drawn labels
+  are what the labelled frame knows that the unlabelled one does not;
+* no residual path: ``F̂^U = W_o(A V)``. With ``F^U + W_o(A V)`` the identity is already optimal
+  for the only supervised task (decode a drawn frame's labels from its own features), CPR learns
+  nothing and the "reforged" labels are the plain predictions;
+* CPR learns on features and classifier weights that are *detached* (:func:`reforge` with
+  ``detach=True``): it is a pseudo-label generator and its loss does not reshape the segmentation
+  network; during that training the keys/values get a random per-channel gain and offset
+  (``jitter``), so CPR must take the channel statistics from the labelled frame rather than copy
+  the target frame through;
+* the pseudo-labels are stored as probabilities at half the input resolution (float16, on the
+  CPU); blend momentum 0.5.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
 class ChannelCrossAttention(nn.Module):
-    """Reforge ``F^U`` (N×E×h×w) with a labelled frame's features ``F^L`` (N×E×h×w) as the query."""
+    """Reforge ``F^U`` (N×E×h×w) with a labelled frame (features ``F^L`` N×E×h×w and its mask
+    ``Y^L`` N×C×h×w, class fractions) as the query.
 
-    def __init__(self, channels: int):
+    Args:
+        channels: feature channels E.
+        n_classes: classes C of the labelled frame's mask.
+    """
+
+    def __init__(self, channels: int, n_classes: int):
         super().__init__()
         self.q = nn.Conv2d(channels, channels, 1, bias=False)
+        self.q_mask = nn.Conv2d(n_classes, channels, 1, bias=False)
         self.k = nn.Conv2d(channels, channels, 1, bias=False)
         self.v = nn.Conv2d(channels, channels, 1, bias=False)
         self.out = nn.Conv2d(channels, channels, 1)
         self.norm = nn.InstanceNorm2d(1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
 
-    def forward(self, labelled: torch.Tensor, unlabelled: torch.Tensor) -> torch.Tensor:
+    def forward(self, labelled: torch.Tensor, labelled_mask: torch.Tensor, unlabelled: torch.Tensor) -> torch.Tensor:
         n, c, h, w = unlabelled.shape
-        q = self.q(labelled).flatten(2)  # N×C×hw
+        q = (self.q(labelled) + self.q_mask(labelled_mask)).flatten(2)  # N×C×hw
         k = self.k(unlabelled).flatten(2)
         v = self.v(unlabelled).flatten(2)
         affinity = self.norm((q @ k.transpose(1, 2)).unsqueeze(1)).squeeze(1).softmax(dim=-1)  # N×C×C
-        return unlabelled + self.out((affinity @ v).reshape(n, c, h, w))
+        return self.out((affinity @ v).reshape(n, c, h, w))
 
 
 class PseudoLabelBank:
@@ -122,20 +138,51 @@ def nearest_labelled(labelled: torch.Tensor, exclude_self: bool = False) -> torc
     return distance.argmin(dim=-1)
 
 
-def reforge(cpr: ChannelCrossAttention, classify: Callable[[torch.Tensor, tuple[int, int]], torch.Tensor],
-            features: torch.Tensor, labelled: torch.Tensor, size: tuple[int, int],
-            exclude_self: bool = False) -> torch.Tensor:
+def channel_jitter(features: torch.Tensor, strength: float, generator: torch.Generator | None = None
+                   ) -> torch.Tensor:
+    """A random per-channel gain ``exp(N(0, s))`` and offset ``N(0, s)·std`` for each sample of ``N×E×h×w``."""
+    if strength <= 0:
+        return features
+    n, c = features.shape[:2]
+    gain = torch.exp(strength * torch.randn(n, c, 1, 1, generator=generator)).to(features)
+    std = features.detach().std(dim=(2, 3), keepdim=True)
+    offset = strength * torch.randn(n, c, 1, 1, generator=generator).to(features) * std
+    return features * gain + offset
+
+
+def reforge(cpr: ChannelCrossAttention, head: nn.Conv2d, features: torch.Tensor, labelled: torch.Tensor,
+            masks: torch.Tensor, pad: tuple[int, int, int, int], size: tuple[int, int] | None = None,
+            exclude_self: bool = False, detach: bool = False, jitter: float = 0.0,
+            generator: torch.Generator | None = None) -> torch.Tensor:
     """Reforged logits ``B×T×C×H×W`` for every frame, each with its nearest labelled frame as the query.
 
     Args:
         cpr: the channel cross-attention.
-        classify: ``(features N×E×h×w, size) -> logits N×C×H×W`` (the decoder's classifier).
-        features: B×T×E×h×w decoder features.
+        head: the decoder's 1×1 classifier (decodes reforged features into class logits).
+        features: B×T×E×h×w decoder features on the padded grid (stride 4).
         labelled: B×T bool.
+        masks: B×T×C×h×w class fractions of the labelled frames at the features' resolution.
+        pad: the padding of the feature grid (left, right, top, bottom) in input pixels: logits are
+            decoded on the padded grid and cropped, so they line up with the frames for any size.
+        size: output size (default: the unpadded input size); logits are resized to it after cropping.
         exclude_self: query labelled frames with another labelled frame (CPR training).
+        detach: CPR's own training: no gradient into the network's features or classifier.
+        jitter: per-channel gain/offset noise on the keys/values (:func:`channel_jitter`).
     """
     b, t = labelled.shape
+    if detach:
+        features = features.detach()
     src = nearest_labelled(labelled, exclude_self)  # B×T
-    query = torch.gather(features, 1, src[:, :, None, None, None].expand_as(features))
-    reforged = cpr(query.flatten(0, 1), features.flatten(0, 1))
-    return classify(reforged, size).reshape(b, t, -1, *size)
+    index = src[:, :, None, None, None]
+    query = torch.gather(features, 1, index.expand_as(features))
+    query_mask = torch.gather(masks, 1, index.expand(-1, -1, *masks.shape[2:]))
+    target = channel_jitter(features.flatten(0, 1), jitter, generator)
+    reforged = cpr(query.flatten(0, 1), query_mask.flatten(0, 1), target)
+    weight, bias = (head.weight.detach(), head.bias.detach()) if detach else (head.weight, head.bias)
+    padded = (features.shape[-2] * 4, features.shape[-1] * 4)
+    logits = F.interpolate(F.conv2d(reforged, weight, bias), size=padded, mode="bilinear", align_corners=False)
+    left, right, top, bottom = pad
+    logits = logits[..., top:padded[0] - bottom, left:padded[1] - right]
+    if size is not None and tuple(logits.shape[-2:]) != tuple(size):
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    return logits.reshape(b, t, -1, *logits.shape[-2:])

@@ -38,7 +38,7 @@ import numpy as np
 from .beats import GUIDELINE_BEATS, Beat, beat_flags, curve_flags, detect_beats, rhythm
 from .curves import lv_area_curve
 from .ecg import r_wave_frames
-from .errors import EchoForgeError
+from .errors import EchoForgeError, InvalidVideoError
 from .geometry import LVGeometry, biplane_area_length, biplane_volume, frame_geometry
 from .labels import LA, LV, MYOCARDIUM
 from .measurements import (
@@ -129,14 +129,19 @@ def measure_clip(labels: np.ndarray, spacing: Optional[Sequence[float]], frame_t
     result: dict[str, Any]
     single_geometry = None
     try:
+        if n < 2:
+            raise InvalidVideoError("a single frame: ED, ES and EF need the frames of a heartbeat")
         single, g_ed, g_es = measure_view(lab, sp, ft, ed, es)
+        if single["ed"] == single["es"]:
+            raise InvalidVideoError(f"ED and ES fall on the same frame ({single['ed']}): the LV area does not change "
+                                    "over the video, so there is no EF to report")
         single_geometry = (g_ed, g_es)
         result = {k: single.get(k) for k in SUMMARY_KEYS}
         result["areas"] = [round(float(a), 3) for a in single["areas"]]
         if sp is None:
             result["ef_note"] = NO_SPACING_EF_NOTE
-    except EchoForgeError as err:  # no LV cavity on the single-beat ED or ES
-        result = {"available": False, "reason": err.problem, "ed": None, "es": None, "ef": None,
+    except EchoForgeError as err:  # a single frame, or no LV cavity (or no change) on the single-beat ED/ES
+        result = {**dict.fromkeys(SUMMARY_KEYS), "available": False, "reason": err.problem,
                   "area_unit": "mm²" if sp else "px²",
                   "areas": [round(float(a), 3) for a in lv_area_curve(lab, sp)]}
     geometries = frame_geometries(lab, sp)

@@ -6,12 +6,16 @@ tested — in plain Python too:
 * :mod:`.client` — :class:`EchoForgeClient`, the HTTP client for the EchoForge MONAI Label server;
 * :mod:`.volume`, :mod:`.nifti`, :mod:`.nrrd` — videos and labels as T×H×W arrays, converted from
   and to files and Slicer arrays with the server's orientation rule and header fields;
+* :mod:`.cine` — a cine as Slicer holds it: frames of sequences, volumes and MultiVolumes, the
+  frame time from a sequence's index values, the pixel size from the DICOM attributes;
 * :mod:`.annotations`, :mod:`.session` — which frames were drawn, ED/ES marks, the loop per video;
-* :mod:`.report`, :mod:`.charts`, :mod:`.drawing`, :mod:`.font`, :mod:`.png` — the clinical report.
+* :mod:`.state` — the module's state as JSON for its parameter node (survives module reload);
+* :mod:`.report` — the clinical report as data (JSON); its pictures are drawn by the module with
+  Slicer's plot and slice views.
 
-Measurements (LV areas, ED/ES, volumes, EF), labels, agreement statistics and the orientation rule
-come from ``EchoForgeCore``, the ``echoforge`` library's numpy-only core, shipped with the module
-as an identical copy.
+Measurements (every beat's ED/ES, volumes, EF, GLS, LA volume, LV mass, quality flags), labels,
+agreement statistics and the orientation rule come from ``EchoForgeCore``, the ``echoforge``
+library's numpy-only core, shipped with the module as an identical copy.
 """
 
 from .annotations import FrameAnnotations
@@ -20,6 +24,7 @@ from .errors import (
     AnnotationError,
     EchoForgeClientError,
     EchoForgeModuleError,
+    ServerBusyError,
     ServerFailedError,
     ServerRejectedError,
     ServerTimeoutError,
@@ -36,6 +41,7 @@ __all__ = [
     "EchoForgeModuleError",
     "FrameAnnotations",
     "SegmentationResult",
+    "ServerBusyError",
     "ServerFailedError",
     "ServerRejectedError",
     "ServerTimeoutError",

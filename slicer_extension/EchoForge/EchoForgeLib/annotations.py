@@ -5,12 +5,14 @@ holds only what the clinician drew; afterwards it holds the server's result, whi
 may correct. :class:`FrameAnnotations` tells the two apart by comparing the labelmap with the last
 server result (the *baseline*): a frame that differs from it — or, before any result, a frame with
 anything drawn — becomes annotated. An annotated frame keeps following what is drawn there; erased
-completely, it is no longer annotated.
+completely, it is no longer annotated. A frame the clinician *forgets* stays out, drawing and all,
+until its drawing changes again (a new stroke there makes it annotated again).
 
 Nothing here talks to the server, so a failed call never changes the annotations::
 
     notes = FrameAnnotations(n_frames=30, frame_size=(112, 112))
-    notes.update(current_labels)                    # after each edit in Slicer
+    notes.update(current_labels)                    # after edits in Slicer (or update_frame per frame)
+    notes.remove_frame(4)                           # "forget this frame": not sent, until redrawn
     labels, frames = notes.submission()             # raises AnnotationError when nothing is drawn
 """
 
@@ -41,11 +43,17 @@ class FrameAnnotations:
             raise AnnotationError("a video needs at least one frame")
         self.shape = (int(n_frames), int(frame_size[0]), int(frame_size[1]))
         self._drawn: dict[int, np.ndarray] = {}
+        self._forgotten: dict[int, np.ndarray] = {}  # frame → what it held when it was forgotten
 
     @property
     def annotated_frames(self) -> list[int]:
         """The annotated frame indices, sorted."""
         return sorted(self._drawn)
+
+    @property
+    def forgotten_frames(self) -> list[int]:
+        """Frames the clinician left out that still hold the drawing they had then, sorted."""
+        return sorted(self._forgotten)
 
     def is_annotated(self, frame: int) -> bool:
         return int(frame) in self._drawn
@@ -76,18 +84,50 @@ class FrameAnnotations:
     def set_frame(self, frame: int, labels: np.ndarray) -> None:
         """Record ``labels`` (``H×W``) as drawn on ``frame``; an empty frame is no longer annotated."""
         index = self._index(frame)
-        drawn = np.asarray(labels)
-        if drawn.shape != self.shape[1:]:
-            raise AnnotationError(f"frame {frame} labels have shape {drawn.shape}, the video's frames are "
-                                  f"{self.shape[1:]}")
+        drawn = self._frame_array(frame, labels)
+        self._forgotten.pop(index, None)
         if drawn.any():
             self._drawn[index] = drawn.astype(np.uint8, copy=True)
         else:
             self._drawn.pop(index, None)
 
-    def remove_frame(self, frame: int) -> None:
-        """Forget the annotation of ``frame`` (its drawing stays in Slicer but is not sent)."""
-        self._drawn.pop(self._index(frame), None)
+    def remove_frame(self, frame: int, labels: Optional[np.ndarray] = None) -> None:
+        """Forget the annotation of ``frame``: its drawing stays in Slicer but is not sent.
+
+        The frame stays forgotten while it holds what it held when forgotten (``labels``, by
+        default its recorded drawing); any change to it afterwards makes it annotated again.
+        """
+        index = self._index(frame)
+        drawn = self._drawn.pop(index, None)
+        held = drawn if labels is None else self._frame_array(frame, labels)
+        if held is not None:
+            self._forgotten[index] = np.array(held, dtype=np.uint8)
+
+    def update_frame(self, frame: int, labels: np.ndarray, baseline: Optional[np.ndarray] = None) -> bool:
+        """Take what ``frame`` holds now (``H×W``) and record whether the clinician drew or changed it.
+
+        Args:
+            baseline: that frame of the last server result shown (``None`` before any: the frame
+                is annotated when anything is drawn on it).
+
+        Returns:
+            Whether the frame's annotation changed (added, redrawn or erased).
+        """
+        index = self._index(frame)
+        current = self._frame_array(frame, labels)
+        held = self._forgotten.get(index)
+        if held is not None:
+            if np.array_equal(current, held):
+                return False  # forgotten, and untouched since
+            del self._forgotten[index]
+        before = self._drawn.get(index)
+        touched = bool(current.any()) if baseline is None else not np.array_equal(current,
+                                                                                  self._frame_array(frame, baseline))
+        if not touched and before is None:
+            return False
+        self.set_frame(index, current)  # an annotated frame follows what is drawn there now
+        after = self._drawn.get(index)
+        return (before is None) != (after is None) or (before is not None and not np.array_equal(before, after))
 
     def update(self, labels: np.ndarray, baseline: Optional[np.ndarray] = None) -> list[int]:
         """Take the current labelmap (``T×H×W``) and record the frames the clinician changed.
@@ -104,21 +144,15 @@ class FrameAnnotations:
         if current.shape != self.shape:
             raise AnnotationError(f"the labels have shape {current.shape}, the video is {self.shape} (T×H×W)")
         if baseline is None:
+            reference = None
             touched = np.flatnonzero(current.reshape(self.shape[0], -1).any(axis=1))
         else:
             reference = np.asarray(baseline)
             if reference.shape != self.shape:
                 raise AnnotationError(f"the baseline has shape {reference.shape}, the video is {self.shape}")
             touched = np.flatnonzero((current != reference).reshape(self.shape[0], -1).any(axis=1))
-        changed = []
-        # annotated frames follow what is drawn there now (erased completely: no longer annotated)
-        for frame in sorted({int(t) for t in touched} | set(self._drawn)):
-            before = self._drawn.get(frame)
-            self.set_frame(frame, current[frame])
-            after = self._drawn.get(frame)
-            if (before is None) != (after is None) or (before is not None and not np.array_equal(before, after)):
-                changed.append(frame)
-        return changed
+        frames = sorted({int(t) for t in touched} | set(self._drawn) | set(self._forgotten))
+        return [f for f in frames if self.update_frame(f, current[f], None if reference is None else reference[f])]
 
     def submission(self) -> tuple[np.ndarray, list[int]]:
         """The label volume to send (``T×H×W`` uint8, drawn frames only) and the annotated frames.
@@ -132,6 +166,13 @@ class FrameAnnotations:
         for frame, drawn in self._drawn.items():
             volume[frame] = drawn
         return volume, self.annotated_frames
+
+    def _frame_array(self, frame: int, labels: np.ndarray) -> np.ndarray:
+        drawn = np.asarray(labels)
+        if drawn.shape != self.shape[1:]:
+            raise AnnotationError(f"frame {frame} labels have shape {drawn.shape}, the video's frames are "
+                                  f"{self.shape[1:]}")
+        return drawn
 
     def _index(self, frame: int) -> int:
         index = int(frame)

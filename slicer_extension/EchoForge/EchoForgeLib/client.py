@@ -2,7 +2,7 @@
 
 Standard library and numpy only (``urllib``; runs in 3D Slicer's Python 3.9 and 3.12)::
 
-    client = EchoForgeClient("http://127.0.0.1:8000")
+    client = EchoForgeClient("http://127.0.0.1:8000")                 # api_key="..." for a server on the network
     sample = client.next_sample("uncertainty")           # {"id", "suggested_frames", "ed", "es", ...}
     video = client.download_image(sample["id"])          # Volume: T×H×W frames + geometry
     labels = client.segment(sample["id"], drawn, annotated_frames=[0, 9])   # (T, H, W) uint8
@@ -11,8 +11,9 @@ Standard library and numpy only (``urllib``; runs in 3D Slicer's Python 3.9 and 
 
 Every failure is an :class:`~EchoForgeLib.errors.EchoForgeClientError` whose message says what
 happened in plain words: :class:`ServerUnreachableError` (not running, restarting, wrong address),
-:class:`ServerTimeoutError`, :class:`ServerRejectedError` (bad input, with the server's own
-explanation) or :class:`ServerFailedError` (the server broke).
+:class:`ServerTimeoutError`, :class:`ServerRejectedError` (bad input or a missing or wrong API key,
+with the server's own explanation), :class:`ServerBusyError` (too much work queued: try again) or
+:class:`ServerFailedError` (the server broke).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import numpy as np
 from .errors import (
     AnnotationError,
     EchoForgeClientError,
+    ServerBusyError,
     ServerFailedError,
     ServerRejectedError,
     ServerTimeoutError,
@@ -68,22 +70,28 @@ class EchoForgeClient:
         timeout: seconds to wait for quick calls (server information, status, saving a label).
         work_timeout: seconds to wait for calls that run the model (segmenting, ranking videos for
             the next sample, training synchronously); at least ``timeout``.
-        token: a bearer token when the server has authentication enabled.
+        token: an access token from the site's identity server, when the server uses MONAI Label's
+            own (Keycloak) authentication; sent like the API key.
         model: the server's model name.
+        api_key: the server's API key, which a server listening beyond its own machine requires (its
+            ``api_key`` file or ``ECHOFORGE_API_KEY``); sent as ``Authorization: Bearer <key>``.
     """
 
     def __init__(self, server_url: str, timeout: float = 30.0, token: Optional[str] = None,
-                 work_timeout: float = 900.0, model: str = MODEL):
+                 work_timeout: float = 900.0, model: str = MODEL, api_key: Optional[str] = None):
         url = (server_url or "").strip()
         if not url:
             raise EchoForgeClientError("No server address given: enter the EchoForge server URL, "
                                        "for example http://127.0.0.1:8000")
         if "://" not in url:
             url = "http://" + url
+        api_key, token = (api_key or "").strip() or None, (token or "").strip() or None
+        if api_key and token and api_key != token:
+            raise EchoForgeClientError("Give the server's API key or an access token, not both.")
         self.server_url = url.rstrip("/")
         self.timeout = float(timeout)
         self.work_timeout = max(float(work_timeout), self.timeout)
-        self.token = token or None
+        self.api_key = api_key or token
         self.model = model
         self.last_result: Optional[dict[str, Any]] = None
         self._videos: dict[str, Volume] = {}
@@ -312,8 +320,8 @@ class EchoForgeClient:
             data, headers["Content-Type"] = encode_multipart(fields or {}, files)
         elif body is not None:
             data, headers["Content-Type"] = json.dumps(body).encode("utf-8"), "application/json"
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
         request = urllib.request.Request(url, data=data, headers=headers, method=method)
         wait = self.timeout if timeout is None else timeout
         try:
@@ -322,7 +330,8 @@ class EchoForgeClient:
         except urllib.error.HTTPError as err:
             with err:
                 text = err.read().decode("utf-8", "replace")
-            raise _answer_error(err.code, text, action) from None
+                retry_after = err.headers.get("Retry-After") if err.headers else None
+            raise _answer_error(err.code, text, action, self.server_url, bool(self.api_key), retry_after) from None
         except urllib.error.URLError as err:
             raise self._connection_error(err.reason, action, wait) from None
         except TimeoutError as err:
@@ -352,7 +361,8 @@ class EchoForgeClient:
             f"Cannot reach the EchoForge server at {self.server_url} ({action}): {reason}.")
 
 
-def _answer_error(status: int, text: str, action: str) -> EchoForgeClientError:
+def _answer_error(status: int, text: str, action: str, server_url: str = "", sent_key: bool = False,
+                  retry_after: Optional[str] = None) -> EchoForgeClientError:
     """The error for a non-2xx answer, carrying the server's own explanation."""
     detail = text.strip()
     try:
@@ -362,6 +372,14 @@ def _answer_error(status: int, text: str, action: str) -> EchoForgeClientError:
     except ValueError:
         pass
     detail = detail[:1000]
+    if status == 401:
+        problem = ("did not accept the API key: check it against the server's key" if sent_key else
+                   "needs its API key: enter the key (the server's api_key file, or ECHOFORGE_API_KEY) and connect again")
+        return ServerRejectedError(f"The server at {server_url} {problem}.", status, detail)
+    if status == 503:
+        wait = _seconds(retry_after)
+        return ServerBusyError(f"The server is busy ({detail}); try again in {wait:g} s." if wait is not None else
+                               f"The server is busy ({detail}); try again in a moment.", wait, detail)
     if status == 429:
         return ServerRejectedError(f"Training is already running on the server ({detail}); wait for it to finish "
                                    "or stop it first.", status, detail)
@@ -369,6 +387,13 @@ def _answer_error(status: int, text: str, action: str) -> EchoForgeClientError:
         return ServerRejectedError(f"The server refused {action}: {detail} (HTTP {status}).", status, detail)
     return ServerFailedError(f"The server failed while {action} (HTTP {status}): {detail or 'no explanation'}. "
                              "Its log (GET /logs/) has the details.", status, detail)
+
+
+def _seconds(value: Optional[str]) -> Optional[float]:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _quote(segment: str) -> str:

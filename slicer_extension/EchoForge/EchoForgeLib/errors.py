@@ -15,6 +15,8 @@ core's errors (:mod:`EchoForgeCore.errors`), which are module errors too.
 
 from __future__ import annotations
 
+from typing import Optional
+
 from EchoForgeCore.errors import EchoForgeError
 
 #: Base class of every error the EchoForge module reports to its user: the core's own base, so that
@@ -45,6 +47,20 @@ class ServerRejectedError(EchoForgeClientError):
     def __init__(self, message: str, status: int, detail: str):
         super().__init__(message)
         self.status = status
+        self.detail = detail
+
+
+class ServerBusyError(EchoForgeClientError):
+    """The server is up but has too much work queued (HTTP 503); try again after ``retry_after`` seconds.
+
+    Attributes:
+        retry_after: the seconds the server asked to wait (``None`` when it did not say).
+        detail: the server's own explanation.
+    """
+
+    def __init__(self, message: str, retry_after: Optional[float], detail: str):
+        super().__init__(message)
+        self.retry_after = retry_after
         self.detail = detail
 
 

@@ -114,11 +114,14 @@ class VideoSession:
         return measure_clip(self.require_result(), self.video.spacing, self.video.frame_time_ms, self.ed, self.es,
                             self.video.r_waves_ms, confidence)
 
-    def report(self, out_dir: Optional[str] = None) -> dict[str, Any]:
-        """The clinical report of this video (JSON dict; with ``out_dir``, also its files)."""
-        return video_report(self.image_id, self.video.grey_uint8(), self.require_result(), self.video.spacing,
-                            self.video.frame_time_ms, self.ed, self.es, out_dir, self.annotations.annotated_frames,
-                            self.result_info, self.view)
+    def report(self, out_dir: Optional[str] = None, pictures: Optional[Mapping[str, str]] = None) -> dict[str, Any]:
+        """The clinical report of this video (JSON dict; with ``out_dir``, also its file).
+
+        ``pictures``: picture files made for this video (e.g. ``curve_png``), named in the JSON.
+        """
+        return video_report(self.image_id, self.require_result(), self.video.spacing, self.video.frame_time_ms,
+                            self.ed, self.es, out_dir, self.annotations.annotated_frames, self.result_info,
+                            self.view, pictures=pictures)
 
     def require_result(self) -> np.ndarray:
         if self.result is None:
@@ -166,19 +169,25 @@ def measure_pair(two_chamber: VideoSession, four_chamber: VideoSession) -> Bipla
     return BiplaneResult(patient_key(two_chamber.image_id), two_chamber.image_id, four_chamber.image_id, m)
 
 
-def write_study_report(sessions: Sequence[VideoSession], out_dir: str) -> dict[str, Any]:
-    """Reports of every segmented session, the biplane results and the EF agreement with references."""
+def write_study_report(sessions: Sequence[VideoSession], out_dir: str,
+                       pictures: Optional[Mapping[str, Mapping[str, str]]] = None) -> dict[str, Any]:
+    """Reports of every segmented session, the biplane results and the EF agreement with references.
+
+    ``pictures``: picture files by video id (named in that video's JSON), and under ``""`` the
+    study-wide ones (e.g. ``bland_altman_png``).
+    """
     measured = [s for s in sessions if s.result is not None]
     if not measured:
         raise AnnotationError("No video has a segmentation yet: there is nothing to report.")
-    reports = [s.report(out_dir) for s in measured]
+    pictures = pictures or {}
+    reports = [s.report(out_dir, pictures.get(s.image_id)) for s in measured]
     biplane = []
     for pair in biplane_pairs(measured):
         try:
             biplane.append(measure_pair(*pair).to_dict())
         except EchoForgeError as err:
             biplane.append({"patient": patient_key(pair[0].image_id), "available": False, "reason": str(err)})
-    return study_report(reports, out_dir, {s.image_id: s.reference_ef for s in measured}, biplane)
+    return study_report(reports, out_dir, {s.image_id: s.reference_ef for s in measured}, biplane, pictures.get(""))
 
 
 def measurement_rows(sessions: Sequence[VideoSession]) -> list[dict[str, Any]]:

@@ -1,0 +1,339 @@
+"""A "new scanner": what the drawn frames buy on echo from style families no model has seen.
+
+The protocol of the real-echo check, on the domain-randomised phantom (:mod:`echoforge.phantom.families`):
+models are trained on the training families only; every test video comes from a held-out family
+(:data:`~echoforge.phantom.families.TEST_FAMILIES`), is a full multi-beat clip at 112×112 starting
+at a random phase, has ED and ES of its first complete beat "drawn" (from the truth), and every
+other frame is scored (LV, myocardium and LA Dice; HD95 in mm).
+
+Rows, with seconds per video on this CPU:
+
+* baselines a user could use instead: copy the nearest drawn frame; Farneback optical flow from the
+  nearest drawn frame (both directions); MONAI U-Net and DeepLabV3-ResNet50 frame by frame;
+* EchoForge "segment the rest" without adaptation, with adaptation, and ``auto``; automatic
+  (nothing drawn);
+* ablations: without the memory readout, TSF, ARC or CPR (trained without them), forward-only
+  propagation (inference);
+* the next frame to draw: a third drawn frame where the infer result says propagation is least
+  certain, against a third frame drawn at random;
+* the retraining loop: K = 0, 2, 6 videos of a held-out family labelled at ED/ES, then automatic
+  Dice on other videos of that family — EchoForge retrained as the app does, a U-Net fine-tuned on
+  the same labels, and an oracle with every frame of those K videos labelled.
+
+Headline rows are mean ± SD over ``--seeds`` training seeds, the others one seed.
+
+    python benchmarks/bench_new_scanner.py              # the whole benchmark (see --help for sizes)
+    python benchmarks/bench_new_scanner.py --quick      # minutes, to check the script
+
+Writes ``benchmarks/results/new_scanner.{json,md}``; runs and the cached data go to
+``benchmarks/runs/new_scanner/`` (not committed); finished runs are reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from common import table, write_results  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from echoforge.engine.adapt import AdaptConfig, adapt_to_video  # noqa: E402
+from echoforge.engine.checkpoint import load_model  # noqa: E402
+from echoforge.engine.clips import cycle_clips  # noqa: E402
+from echoforge.engine.inference import segment_video  # noqa: E402
+from echoforge.engine.propagation import copy_nearest, flow_propagation  # noqa: E402
+from echoforge.engine.train import TrainConfig, Trainer  # noqa: E402
+from echoforge.metrics.overlap import overlap_metrics  # noqa: E402
+from echoforge.nets import get_config  # noqa: E402
+from echoforge.phantom.families import TEST_FAMILIES, TRAIN_FAMILIES, family_cine  # noqa: E402
+from echoforge.video import EchoVideo  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+RUNS = HERE / "runs" / "new_scanner"
+DATA = HERE / "runs" / "new_scanner_data"  # rendered videos, shared by every run
+SIZE = (112, 112)
+STRUCTURES = ("LV", "myocardium", "LA")
+
+
+@dataclass
+class Sizes:
+    train_patients: int = 24
+    val_patients: int = 4
+    test_per_family: int = 8
+    loop_per_family: int = 6
+    epochs: int = 12
+    cycles: float = 1.8
+    seeds: int = 3
+
+
+# ---------------------------------------------------------------------------------------- data
+def drawn_frames(video: EchoVideo, frames: tuple[int, ...]) -> EchoVideo:
+    return video.with_labels(video.labels, annotated=tuple(sorted(set(frames))))
+
+
+def dataset(kind: str, sizes: Sizes) -> list[EchoVideo]:
+    """Cached phantom videos: ``train``/``val`` from the training families, ``test``/``loop`` held out."""
+    count, seed0 = {"train": (sizes.train_patients, 1000), "val": (sizes.val_patients, 2000),
+                    "test": (sizes.test_per_family, 3000), "loop": (sizes.loop_per_family, 4000)}[kind]
+    path = DATA / f"{kind}{count}.pt"
+    if path.exists():
+        return [_from_dict(d) for d in torch.load(path, weights_only=False)]
+    videos = []
+    if kind in ("train", "val"):
+        for i in tqdm(range(count), desc=f"phantom {kind}"):
+            family = TRAIN_FAMILIES[i % len(TRAIN_FAMILIES)]
+            for view in ("2CH", "4CH"):
+                videos.append(family_cine(seed0 + i, family, view, 1.25, SIZE, random_start=False))
+    else:
+        for family in TEST_FAMILIES:
+            for i in tqdm(range(count), desc=f"phantom {kind} {family}"):
+                videos.append(family_cine(seed0 + i, family, ("4CH", "2CH")[i % 2], sizes.cycles, SIZE))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save([_to_dict(v) for v in videos], path)
+    return videos
+
+
+def _to_dict(v: EchoVideo) -> dict[str, Any]:
+    meta = {k: v.meta[k] for k in ("family", "beats", "true_ef", "phantom_seed") if k in v.meta}
+    return {"frames": (v.frames * 255).round().astype(np.uint8), "labels": v.labels, "spacing": v.spacing,
+            "frame_time_ms": v.frame_time_ms, "view": v.view, "ed": v.ed, "es": v.es, "meta": meta,
+            "source": v.source}
+
+
+def _from_dict(d: dict[str, Any]) -> EchoVideo:
+    video = EchoVideo(d["frames"].astype(np.float32) / 255.0, spacing=d["spacing"], frame_time_ms=d["frame_time_ms"],
+                      view=d["view"], ed=d["ed"], es=d["es"], source=d["source"], meta=d["meta"])
+    return video.with_labels(d["labels"], annotated=range(len(d["labels"])))
+
+
+def training_clips(videos: list[EchoVideo], labelled: str = "ed-es") -> list:
+    return cycle_clips(videos, SIZE, labelled)
+
+
+# ---------------------------------------------------------------------------------------- scoring
+def score(pred: np.ndarray, video: EchoVideo, drawn: tuple[int, ...]) -> dict[str, float]:
+    frames = [t for t in range(video.n_frames) if t not in drawn]
+    m = overlap_metrics(pred, video.labels, video.spacing, frames=frames, structures=STRUCTURES)
+    out = {f"dice_{s}": 100 * m["per_structure"][s]["dice"] for s in STRUCTURES}
+    out["dice_mean"] = 100 * m["mean"]["dice"]
+    out["hd95_mean"] = m["mean"]["hd95"]
+    return out
+
+
+def evaluate(name: str, fn, videos: list[EchoVideo]) -> dict[str, Any]:
+    """Run ``fn(video with ED/ES drawn) -> labels`` on every test video; mean scores and seconds."""
+    rows = []
+    for video in videos:
+        drawn = (video.ed, video.es)
+        started = time.perf_counter()
+        labels = fn(drawn_frames(video, drawn))
+        seconds = time.perf_counter() - started
+        rows.append({**score(labels, video, drawn), "seconds": seconds})
+    return {"method": name, **{k: float(np.mean([r[k] for r in rows])) for k in rows[0]},
+            "per_video": [round(r["dice_LV"], 2) for r in rows]}
+
+
+# ---------------------------------------------------------------------------------------- training
+METHODS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "echoforge": ({"config": "light"}, {}),
+    "no_readout": ({"config": "light", "use_readout": False}, {}),
+    "no_flow_prior": ({"config": "light", "use_flow_prior": False}, {}),
+    "no_tsf": ({"config": "light", "use_tsf": False}, {}),
+    "no_arc": ({"config": "light", "use_arc": False}, {}),
+    "no_cpr": ({"config": "light"}, {"use_cpr": False}),
+    "unet": ({"config": "unet"}, {"use_cpr": False, "clip_frames": 2, "epochs_scale": 4}),
+    "deeplabv3": ({"config": "deeplabv3"}, {"use_cpr": False, "clip_frames": 2, "epochs_scale": 2}),
+}
+
+
+def train(name: str, seed: int, sizes: Sizes, train_clips: list, val_clips: list) -> Path:
+    net_spec, train_spec = (dict(d) for d in METHODS[name])
+    net = get_config(net_spec.pop("config"), **net_spec)
+    epochs = sizes.epochs * train_spec.pop("epochs_scale", 1)
+    run = RUNS / f"{name}_seed{seed}"
+    done = run / "checkpoints" / "last.pt"
+    if done.exists() and torch.load(done, weights_only=True, map_location="cpu")["epoch"] >= epochs:
+        return done
+    config = TrainConfig(epochs=epochs, batch_size=2, lr=1e-3, seed=seed, progress=True, **train_spec)
+    started = time.time()
+    Trainer(net, config, run).fit(train_clips, val_clips)
+    (run / "train_seconds.txt").write_text(f"{time.time() - started:.1f}\n")
+    return done
+
+
+def arc_cpr_activity(run_dir: Path) -> dict[str, list[float]]:
+    """ARC's and CPR's diagnostics of a training run, one value per epoch (an inert part shows as a number)."""
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    keys = sorted({k for r in records for k in r if k.startswith(("arc_", "cpr_"))})
+    return {k: [r.get(k) for r in records] for k in keys}
+
+
+# ---------------------------------------------------------------------------------------- rows
+def echoforge_rows(model, tag: str, videos: list[EchoVideo], adapt_steps: int, with_extras: bool
+                   ) -> list[dict[str, Any]]:
+    rows = [evaluate(f"{tag}: segment the rest", lambda v: segment_video(model, v).labels, videos)]
+    if not with_extras:
+        return rows
+    rows.append(evaluate(f"{tag}: segment the rest + adaptation",
+                         lambda v: segment_video(adapt_to_video(model, v, AdaptConfig(steps=adapt_steps))[0], v).labels,
+                         videos))
+    rows.append(evaluate(f"{tag}: forward-only propagation",
+                         lambda v: segment_video(model, v, bidirectional=False).labels, videos))
+    rows.append(evaluate(f"{tag}: automatic (nothing drawn)",
+                         lambda v: segment_video(model, v, use_annotations=False).labels, videos))
+    return rows
+
+
+def next_frame_rows(model, videos: list[EchoVideo]) -> list[dict[str, Any]]:
+    """A third drawn frame where the propagation is least certain, against one drawn at random."""
+    rng = np.random.default_rng(0)
+    gains = {"suggested": [], "random": []}
+    for video in videos:
+        two = (video.ed, video.es)
+        first = segment_video(model, drawn_frames(video, two))
+        suggested = first.extra.get("next_frame")
+        others = [t for t in range(video.n_frames) if all(abs(t - d) > 2 for d in two)]
+        choices = {"suggested": suggested, "random": int(rng.choice(others))}
+        for kind, third in choices.items():
+            if third is None:
+                continue
+            three = (*two, third)
+            seg = segment_video(model, drawn_frames(video, three))
+            base = score(first.labels, video, three)["dice_mean"]  # the same frames scored both times
+            gains[kind].append(score(seg.labels, video, three)["dice_mean"] - base)
+    return [{"method": f"third drawn frame: {kind}", "dice_gain": float(np.mean(g)), "dice_gain_sd": float(np.std(g)),
+             "videos": len(g)} for kind, g in gains.items()]
+
+
+def loop_rows(shipped: Path, unet_ckpt: Path, sizes: Sizes, loop_videos: list[EchoVideo],
+              test_videos: list[EchoVideo]) -> list[dict[str, Any]]:
+    """K labelled videos (ED/ES) of each held-out family → automatic Dice on that family's test videos."""
+    rows = []
+    for k in (0, 2, 6):
+        for family in TEST_FAMILIES:
+            labelled = [v for v in loop_videos if v.meta["family"] == family][:k]
+            tests = [v for v in test_videos if v.meta["family"] == family]
+            for method in ("echoforge", "unet", "oracle"):
+                if k == 0 and method == "oracle":
+                    continue
+                ckpt = unet_ckpt if method == "unet" else shipped
+                model, config, _ = load_model(ckpt)
+                if k:
+                    model = retrain(model, config, labelled, method, sizes)
+                dice = [score(segment_video(model, v, use_annotations=False).labels, v, ())["dice_LV"] for v in tests]
+                rows.append({"method": method, "K": k, "family": family, "dice_LV": float(np.mean(dice))})
+    out = []
+    for k in (0, 2, 6):
+        for method in ("echoforge", "unet", "oracle"):
+            values = [r["dice_LV"] for r in rows if r["K"] == k and r["method"] == method]
+            if values:
+                out.append({"method": f"loop K={k}: {method}", "K": k, "dice_LV": float(np.mean(values))})
+    return out
+
+
+def retrain(model, config, videos: list[EchoVideo], method: str, sizes: Sizes):
+    """Retrain on K videos as the app does (lr 3e-4 from the current model, CPR's bank seeded with the
+    model's own segment-the-rest, no burn-in); 10 epochs here to fit the CPU budget (the app's default is 20)."""
+    clips = training_clips(videos, "all" if method == "oracle" else "ed-es")
+    train_config = TrainConfig(epochs=10, batch_size=2, lr=3e-4, labelled="all", progress=False, burn_in=0.0,
+                               ramp_end=0.3, use_cpr=config.arch == "echoforge",
+                               clip_frames=10 if config.arch == "echoforge" else 2)
+    trainer = Trainer(config, train_config, run_dir=None, net=copy.deepcopy(model).train())
+    trainer.fit(clips)
+    return trainer.model.net.eval()
+
+
+# ---------------------------------------------------------------------------------------- main
+def mean_sd(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]:
+    out = dict(rows[0])
+    for key in keys:
+        values = [r[key] for r in rows]
+        out[key], out[f"{key}_sd"] = float(np.mean(values)), float(np.std(values))
+    out["seeds"] = len(rows)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a few minutes, to check the script")
+    parser.add_argument("--seeds", type=int, default=Sizes.seeds)
+    parser.add_argument("--epochs", type=int, default=Sizes.epochs)
+    parser.add_argument("--adapt-steps", type=int, default=AdaptConfig.steps)
+    parser.add_argument("--only", nargs="*", default=None, help="methods to train (default: all)")
+    parser.add_argument("--skip-loop", action="store_true")
+    parser.add_argument("--train-patients", type=int, default=Sizes.train_patients)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (1 on a busy machine)")
+    parser.add_argument("--name", default="new_scanner", help="run folder and result file name")
+    args = parser.parse_args()
+    global RUNS
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sizes = Sizes(seeds=args.seeds, epochs=args.epochs, train_patients=args.train_patients)
+    RUNS = RUNS.parent / args.name
+    if args.quick:
+        sizes = Sizes(train_patients=4, val_patients=1, test_per_family=1, loop_per_family=2, epochs=1, seeds=1)
+        RUNS, args.name = RUNS.parent / "new_scanner_quick", "new_scanner_quick"
+    torch.manual_seed(0)
+    train_videos, val_videos = dataset("train", sizes), dataset("val", sizes)
+    test_videos, loop_videos = dataset("test", sizes), dataset("loop", sizes)
+    train_clips, val_clips = training_clips(train_videos), training_clips(val_videos)
+    print(f"{len(train_clips)} training clips, {len(test_videos)} test videos "
+          f"({np.mean([v.n_frames for v in test_videos]):.0f} frames on average)", flush=True)
+
+    rows: list[dict[str, Any]] = [
+        evaluate("copy the nearest drawn frame", copy_nearest, test_videos),
+        evaluate("optical flow (Farneback) from the nearest drawn frame", flow_propagation, test_videos),
+        evaluate("optical flow across beats (EchoForge's flow prior alone)",
+                 lambda v: flow_propagation(v, across_beats=True), test_videos)]
+    activity = {}
+    names = args.only or list(METHODS)
+    for name in names:
+        per_seed = []
+        for seed in range(sizes.seeds if name in ("echoforge", "unet") else 1):
+            ckpt = train(name, seed, sizes, train_clips, val_clips)
+            model, _, _ = load_model(ckpt)
+            tag = name if name.startswith(("unet", "deeplab")) else f"EchoForge{'' if name == 'echoforge' else ' ' + name}"
+            if name in ("unet", "deeplabv3"):
+                result = [evaluate(f"{name} (frame by frame)", lambda v, m=model: segment_video(m, v).labels,
+                                   test_videos)]
+            else:
+                result = echoforge_rows(model, tag, test_videos, args.adapt_steps, with_extras=name == "echoforge")
+                activity[f"{name}_seed{seed}"] = arc_cpr_activity(ckpt.parent.parent)
+            per_seed.append(result)
+            print(json.dumps([{k: r[k] for k in r if k != "per_video"} for r in result]), flush=True)
+        for i in range(len(per_seed[0])):
+            rows.append(mean_sd([r[i] for r in per_seed], ("dice_mean", "dice_LV", "seconds")))
+    shipped = RUNS / "echoforge_seed0" / "checkpoints" / "last.pt"
+    if (RUNS / "echoforge_seed0").exists():
+        model, _, _ = load_model(shipped)
+        rows += next_frame_rows(model, test_videos)
+        if not args.skip_loop and (RUNS / "unet_seed0").exists():
+            rows += loop_rows(shipped, RUNS / "unet_seed0" / "checkpoints" / "last.pt", sizes, loop_videos,
+                              test_videos)
+    columns = [("method", "method"), ("dice_LV", "LV Dice"), ("dice_LV_sd", "± SD"), ("dice_myocardium", "myo"),
+               ("dice_LA", "LA"), ("dice_mean", "mean"), ("dice_mean_sd", "± SD"), ("hd95_mean", "HD95 mm"),
+               ("seconds", "s / video"), ("seeds", "seeds"), ("dice_gain", "Dice gain"), ("K", "K")]
+    md = ["# A new scanner: held-out phantom style families (112×112, ED/ES drawn, other frames scored)", "",
+          f"Training: {len(train_videos)} videos of families {', '.join(TRAIN_FAMILIES)} "
+          f"({len(train_clips)} systole/diastole clips, ED/ES labels only), {sizes.epochs} epochs. Test: "
+          f"{len(test_videos)} videos of held-out families {', '.join(TEST_FAMILIES)}, "
+          f"{sizes.cycles} cycles each from a random phase. Dice in %, on undrawn frames.", "",
+          table(rows, columns), "", "ARC/CPR activity in the last training epoch: "
+          + json.dumps({run: {k: v[-1] for k, v in a.items()} for run, a in activity.items()})]
+    print("\n".join(md))
+    write_results(args.name,
+                  {"rows": rows, "sizes": vars(sizes), "activity": activity}, "\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
