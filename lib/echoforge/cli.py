@@ -139,7 +139,7 @@ def cmd_phantom(args: argparse.Namespace) -> int:
     out = write_phantom_dataset(args.out, args.layout, patients=args.patients, seed=args.seed,
                                 size=tuple(args.size) if args.size else None, labelled=args.labelled,
                                 shifted=args.shifted, progress=not args.quiet, beats=args.beats,
-                                irregular=args.irregular)
+                                irregular=args.irregular, family=args.family)
     print(f"wrote {args.patients} phantom patient(s) in the {args.layout} layout to {out}")
     return 0
 
@@ -371,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_measure)
 
+    from echoforge.phantom.families import FAMILIES, TEST_FAMILIES, TRAIN_FAMILIES
     from echoforge.phantom_datasets import LAYOUTS
 
     p = sub.add_parser("phantom", help="write synthetic echo patients with exact ground truth",
@@ -388,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
                                              "default: one cycle)")
     p.add_argument("--irregular", type=float, default=0.0,
                    help="with --beats: fraction of patients in an irregular rhythm, atrial-fibrillation-like")
+    p.add_argument("--family", choices=sorted(FAMILIES),
+                   help="phantom style family (anatomy, scanner style, acquisition): "
+                        f"{', '.join(TRAIN_FAMILIES)} are trained on, {', '.join(TEST_FAMILIES)} held out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_phantom)
 

@@ -46,11 +46,16 @@ def patient_seed(seed: int, index: int) -> int:
     return seed * MAX_PATIENTS_PER_SEED + index
 
 
-def _patients(n: int, seed: int, shifted: bool, desc: str, progress: bool) -> Iterator[tuple[int, Any]]:
+def _patients(n: int, seed: int, shifted: bool, desc: str, progress: bool, family: str | None = None
+              ) -> Iterator[tuple[int, Any]]:
     from echoforge.phantom import make_patient
+    from echoforge.phantom.families import make_family_patient
 
     for i in tqdm(range(n), desc=desc, unit="patient", disable=not progress):
-        yield i, make_patient(patient_seed(seed, i), shifted=shifted)
+        if family is None:
+            yield i, make_patient(patient_seed(seed, i), shifted=shifted)
+        else:
+            yield i, make_family_patient(patient_seed(seed, i), family)
 
 
 BEATS_SIDECAR = "PhantomBeats.csv"
@@ -101,7 +106,7 @@ def _keep_frames(video: EchoVideo, labelled: str) -> EchoVideo:
 def write_phantom_dataset(out: str | os.PathLike[str], layout: str, patients: int = 4, seed: int = 0,
                           size: tuple[int, int] | None = None, labelled: str = "ed-es",
                           labelled_patients: int | None = None, shifted: bool = False, progress: bool = True,
-                          beats: int | None = None, irregular: float = 0.0) -> Path:
+                          beats: int | None = None, irregular: float = 0.0, family: str | None = None) -> Path:
     """Write ``patients`` phantom patients (2CH and 4CH each) to ``out`` in ``layout``.
 
     Args:
@@ -118,6 +123,9 @@ def write_phantom_dataset(out: str | os.PathLike[str], layout: str, patients: in
         beats: clips of this many different beats (studies, EchoNet and DICOM layouts); ``None``: one
             cycle repeated, as these layouts always held.
         irregular: with ``beats``, the fraction of patients in an irregular rhythm (atrial fibrillation).
+        family: draw the patients from this phantom style family (:data:`echoforge.phantom.families.FAMILIES`:
+            its anatomy, scanner style and, for one-cycle clips, its acquisition) instead of the
+            default domain; ``shifted`` is then ignored.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
@@ -131,17 +139,22 @@ def write_phantom_dataset(out: str | os.PathLike[str], layout: str, patients: in
         raise ValueError(f"irregular must be a fraction in [0, 1], got {irregular}")
     if beats is not None and beats < 1:
         raise ValueError("beats must be at least 1")
+    if family is not None:
+        from echoforge.phantom.families import FAMILIES
+
+        if family not in FAMILIES:
+            raise ValueError(f"family must be one of {', '.join(sorted(FAMILIES))}, got {family!r}")
     writer(out, layout=layout, patients=patients, seed=seed, size=size, labelled=labelled, shifted=shifted,
            labelled_patients=patients if labelled_patients is None else labelled_patients, progress=progress,
-           beats=beats, irregular=irregular)
+           beats=beats, irregular=irregular, family=family)
     return out
 
 
 def _write_camus(out: Path, layout: str, patients: int, seed: int, size: tuple[int, int], shifted: bool,
-                 progress: bool, **_: Any) -> None:
+                 progress: bool, family: str | None = None, **_: Any) -> None:
     release = "mhd" if layout == "camus-mhd" else "nifti"
     ids = []
-    for i, patient in _patients(patients, seed, shifted, f"CAMUS ({release})", progress):
+    for i, patient in _patients(patients, seed, shifted, f"CAMUS ({release})", progress, family):
         pid = f"patient{i + 1:04d}"
         ids.append(pid)
         rng = np.random.default_rng(patient.seed)
@@ -157,13 +170,13 @@ def _write_camus(out: Path, layout: str, patients: int, seed: int, size: tuple[i
 
 
 def _write_echonet(out: Path, patients: int, seed: int, size: tuple[int, int], shifted: bool, progress: bool,
-                   beats: int | None = None, irregular: float = 0.0, **_: Any) -> None:
+                   beats: int | None = None, irregular: float = 0.0, family: str | None = None, **_: Any) -> None:
     entries = []
     beat_rows = [",".join(("FileName", "Rhythm") + _BEAT_COLUMNS)]
     split = sequential_split([str(i) for i in range(patients)])
     split_of = {int(i): name for name, group in (("TRAIN", split["training"]), ("VAL", split["validation"]),
                                                  ("TEST", split["testing"])) for i in group}
-    for i, patient in _patients(patients, seed, shifted, "EchoNet-Dynamic", progress):
+    for i, patient in _patients(patients, seed, shifted, "EchoNet-Dynamic", progress, family):
         name = f"0X{seed:04X}{i:012X}"
         fps = 50.0
         rng = np.random.default_rng(patient.seed)
@@ -203,11 +216,11 @@ def _tracing(labels: np.ndarray) -> np.ndarray:
 
 def _write_studies(out: Path, patients: int, seed: int, size: tuple[int, int], labelled: str, shifted: bool,
                    labelled_patients: int, progress: bool, beats: int | None = None, irregular: float = 0.0,
-                   **_: Any) -> None:
+                   family: str | None = None, **_: Any) -> None:
     entries = []
     split = sequential_split([f"patient{i + 1:04d}" for i in range(patients)])
     split_of = {p: name for name, group in split.items() for p in group}
-    for i, patient in _patients(patients, seed, shifted, "studies", progress):
+    for i, patient in _patients(patients, seed, shifted, "studies", progress, family):
         pid = f"patient{i + 1:04d}"
         for view in ("2CH", "4CH"):
             name = f"{pid}_{view}"
@@ -223,13 +236,13 @@ def _write_studies(out: Path, patients: int, seed: int, size: tuple[int, int], l
 
 
 def _write_dicom(out: Path, patients: int, seed: int, size: tuple[int, int], shifted: bool, progress: bool,
-                 beats: int | None = None, irregular: float = 0.0, **_: Any) -> None:
+                 beats: int | None = None, irregular: float = 0.0, family: str | None = None, **_: Any) -> None:
     from pydicom.uid import generate_uid
 
     from echoforge.io.dicom import write_dicom
 
     entries = []
-    for i, patient in _patients(patients, seed, shifted, "DICOM", progress):
+    for i, patient in _patients(patients, seed, shifted, "DICOM", progress, family):
         pid = f"patient{i + 1:04d}"
         for view in ("2CH", "4CH"):
             video = _clip(patient, view, size, beats, _is_irregular(i, irregular))
