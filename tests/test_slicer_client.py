@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from echoforge.core.measurements import measure_biplane, measure_labels
 from echoforge.io.avi import write_avi
 from echoforge.io.dicom import write_dicom
 from echoforge.io.volume import read_label_volume, read_volume
-from echoforge.metrics.clinical import measure_biplane, measure_labels
 from echoforge.phantom import make_patient
 from echoforge.phantom_datasets import write_phantom_dataset
 from tests.server import copy_app, free_port, monailabel_server

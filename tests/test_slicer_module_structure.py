@@ -40,6 +40,7 @@ EXTENSION = Path(__file__).resolve().parents[1] / "slicer_extension"
 MODULE_DIR = EXTENSION / "EchoForge"
 MODULE_FILE = MODULE_DIR / "EchoForge.py"
 LIB_DIR = MODULE_DIR / "EchoForgeLib"
+CORE_DIR = MODULE_DIR / "EchoForgeCore"
 VERSIONS = [(5, 0), (5, 4), (5, 8), (5, 10)]
 
 
@@ -85,8 +86,8 @@ def fire_annotation_timer(widget) -> None:
 
 # ---------------------------------------------------------------------- code that runs in Slicer 5.0-5.10
 def test_module_files_are_python_3_9_and_the_logic_needs_no_slicer():
-    files = [MODULE_FILE, *sorted(LIB_DIR.glob("*.py"))]
-    allowed = set(sys.stdlib_module_names) | {"numpy"}
+    files = [MODULE_FILE, *sorted(LIB_DIR.glob("*.py")), *sorted(CORE_DIR.glob("*.py"))]
+    allowed = set(sys.stdlib_module_names) | {"numpy", "EchoForgeCore"}
     for path in files:
         tree = ast.parse(path.read_text(), filename=str(path), feature_version=(3, 9))
         for node in ast.walk(tree):
@@ -99,7 +100,7 @@ def test_module_files_are_python_3_9_and_the_logic_needs_no_slicer():
             if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "dataclass" and \
                     any(k.arg in ("slots", "kw_only") for k in node.keywords):
                 pytest.fail(f"{path.name}:{node.lineno}: dataclass(slots/kw_only) needs Python 3.10")
-        if path.parent != LIB_DIR:
+        if path.parent == MODULE_DIR:
             continue
         for node in ast.walk(tree):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
@@ -123,8 +124,10 @@ def test_module_description_and_in_slicer_tests(module):
 
 def test_slicer_extension_cmake_lists_every_logic_file_and_resource():
     cmake = (MODULE_DIR / "CMakeLists.txt").read_text()
-    listed = set(re.findall(r"\$\{MODULE_NAME\}Lib/(\w+\.py)", cmake))
-    assert listed == {p.name for p in LIB_DIR.glob("*.py")}
+    for folder in (LIB_DIR, CORE_DIR):
+        suffix = folder.name[len("EchoForge"):]
+        listed = set(re.findall(r"\$\{MODULE_NAME\}" + suffix + r"/(\w+\.py)", cmake))
+        assert listed == {p.name for p in folder.glob("*.py")}, folder.name
     assert "Resources/Icons/${MODULE_NAME}.png" in cmake and (MODULE_DIR / "Resources/Icons/EchoForge.png").exists()
     assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in cmake and "WITH_GENERIC_TESTS" in cmake
     top = (EXTENSION / "CMakeLists.txt").read_text()

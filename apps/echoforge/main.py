@@ -37,6 +37,7 @@ from echoforge.io.atomic import finite_json
 
 from lib import endpoints, gate
 from lib.activelearning import UncertaintyScoring, UncertaintyStrategy
+from lib.biplane import BiplanePartners
 from lib.datastore import EchoDatastore
 from lib.dicomweb import DicomWebDatastore
 from lib.infer import LABELS, EchoForgeInfer
@@ -79,7 +80,7 @@ class EchoForgeApp(MONAILabelApp):
                              max_frames=self.app_settings.max_frames)
 
     def init_infers(self) -> dict[str, Any]:
-        return {MODEL: EchoForgeInfer(self.store, self.app_settings)}
+        return {MODEL: EchoForgeInfer(self.store, self.app_settings, BiplanePartners(self.datastore))}
 
     def init_trainers(self) -> dict[str, Any]:
         return {MODEL: EchoForgeTrain(self.store, self.app_settings)}

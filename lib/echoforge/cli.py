@@ -90,8 +90,8 @@ def _inspect_folder(path: Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- measure
 def cmd_measure(args: argparse.Namespace) -> int:
+    from echoforge.core.clip import measure_clip, measure_pair
     from echoforge.io.volume import read_label_volume
-    from echoforge.metrics.clinical import measure_biplane, measure_labels
     from echoforge.video import validate_labels
 
     def load(path: str) -> tuple[Any, tuple[float, float] | None, float | None]:
@@ -100,17 +100,17 @@ def cmd_measure(args: argparse.Namespace) -> int:
         return checked, tuple(args.spacing) if args.spacing else volume.spacing, volume.frame_time_ms
 
     labels, spacing, frame_time = load(args.labels)
+    clip = measure_clip(labels, spacing, frame_time, args.ed, args.es)
     if args.labels_2ch:
-        labels_2ch, spacing_2ch, _ = load(args.labels_2ch)
-        result = measure_biplane(labels_2ch, spacing_2ch, labels, spacing)
+        labels_2ch, spacing_2ch, frame_time_2ch = load(args.labels_2ch)
+        clip_2ch = measure_clip(labels_2ch, spacing_2ch, frame_time_2ch)
+        result = {**measure_pair(clip_2ch, clip), "2CH": clip_2ch.result, "4CH": clip.result}
     else:
-        result = measure_labels(labels, spacing, frame_time_ms=frame_time)
+        result = clip.result
     if args.curve_png:
-        from echoforge.plots import volume_curve_png
+        from echoforge.report import write_volume_curve
 
-        single = result if not args.labels_2ch else result.get("4CH", result)
-        volume_curve_png(single["areas"], args.curve_png, ed=single["ed"], es=single["es"],
-                         frame_time_ms=frame_time, ylabel=f"LV area ({single['area_unit']})")
+        write_volume_curve(clip.result, frame_time, args.curve_png)
     if args.json:
         _print_json(result)
         return 0
@@ -134,9 +134,12 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def cmd_phantom(args: argparse.Namespace) -> int:
     from echoforge.phantom_datasets import write_phantom_dataset
 
+    if args.beats is not None and args.beats < 1 or not 0.0 <= args.irregular <= 1.0:
+        raise EchoForgeError("--beats must be at least 1 and --irregular a fraction between 0 and 1")
     out = write_phantom_dataset(args.out, args.layout, patients=args.patients, seed=args.seed,
                                 size=tuple(args.size) if args.size else None, labelled=args.labelled,
-                                shifted=args.shifted, progress=not args.quiet)
+                                shifted=args.shifted, progress=not args.quiet, beats=args.beats,
+                                irregular=args.irregular, family=args.family)
     print(f"wrote {args.patients} phantom patient(s) in the {args.layout} layout to {out}")
     return 0
 
@@ -280,9 +283,18 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if seg.extra.get("next_frame") is not None:
         print(f"the propagation is least certain at frame {seg.extra['next_frame']}: draw it next to help most")
     m = report["measurements"]
+    rhythm = m.get("rhythm") or {}
+    sd = f" ± {m['ef_sd']:.1f}" if m.get("ef_sd") is not None else ""
     print(_format_table([("ED frame", m.get("ed")), ("ES frame", m.get("es")),
                          ("EDV (ml)", _round(m.get("edv_disks_ml"))), ("ESV (ml)", _round(m.get("esv_disks_ml"))),
-                         ("EF (%)", _round(m.get("ef"))), ("note", m.get("reason"))]))
+                         ("EF (%)", _round(m.get("ef"))),
+                         ("beats (used)", f"{m.get('n_beats')} ({m.get('n_beats_used')})"),
+                         ("EF over beats (%)", f"{m['ef_mean']:.1f}{sd}" if m.get("ef_mean") is not None else None),
+                         ("GLS (%)", _round(m.get("gls_mean"))), ("LA volume (ml)", _round(m.get("la_volume_ml"))),
+                         ("LV mass (g)", _round(m.get("lv_mass_g"))),
+                         ("rhythm", "irregular" if rhythm.get("irregular") else "regular"
+                          if rhythm.get("irregular") is False else None),
+                         ("note", m.get("reason") or m.get("beats_note"))]))
     return 0
 
 
@@ -344,17 +356,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("measure", help="ED/ES, LV volumes and EF from label maps",
-                       description="LV area curve, ED/ES frames, volumes (method of disks, area-length; biplane with "
-                                   "--labels-2ch) and ejection fraction from H×W×T label volumes.")
+    p = sub.add_parser("measure", help="every beat's ED/ES, LV volumes, EF, GLS, LA volume, LV mass from label maps",
+                       description="Every beat of H×W×T label volumes: ED/ES frames, volumes (method of disks, "
+                                   "area-length; biplane with --labels-2ch), EF, FAC, GLS, LA volume and LV mass, "
+                                   "their means over the good beats, the rhythm and quality flags.")
     p.add_argument("labels", help="label volume (4CH when --labels-2ch is given)")
     p.add_argument("--labels-2ch", help="2CH label volume of the same patient, for biplane volumes")
     p.add_argument("--spacing", type=float, nargs=2, metavar=("ROW_MM", "COL_MM"),
                    help="pixel spacing when the file has none")
-    p.add_argument("--curve-png", help="write the LV area curve with ED/ES marked to this PNG")
+    p.add_argument("--ed", type=int, help="end-diastolic frame you marked (of the 4CH with --labels-2ch; default: "
+                                          "detected)")
+    p.add_argument("--es", type=int, help="end-systolic frame you marked (default: detected)")
+    p.add_argument("--curve-png", help="write the LV volume curve with every beat's ED/ES and EF to this PNG")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_measure)
 
+    from echoforge.phantom.families import FAMILIES, TEST_FAMILIES, TRAIN_FAMILIES
     from echoforge.phantom_datasets import LAYOUTS
 
     p = sub.add_parser("phantom", help="write synthetic echo patients with exact ground truth",
@@ -368,6 +385,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labelled", choices=("ed-es", "all", "none"), default="ed-es",
                    help="nifti layout: frames labelled in labels/final (default: ed-es)")
     p.add_argument("--shifted", action="store_true", help="draw from the style-shifted domain (another scanner)")
+    p.add_argument("--beats", type=int, help="clips of this many different beats (heart-rate and EF variation; "
+                                             "default: one cycle)")
+    p.add_argument("--irregular", type=float, default=0.0,
+                   help="with --beats: fraction of patients in an irregular rhythm, atrial-fibrillation-like")
+    p.add_argument("--family", choices=sorted(FAMILIES),
+                   help="phantom style family (anatomy, scanner style, acquisition): "
+                        f"{', '.join(TRAIN_FAMILIES)} are trained on, {', '.join(TEST_FAMILIES)} held out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_phantom)
 
@@ -442,7 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output label volume (.nii.gz or .nrrd); a folder for an archive")
     p.add_argument("--labels", help="partial labels: the frames you annotated")
     p.add_argument("--annotated", help="comma-separated annotated frame indices (default: frames with labels)")
-    p.add_argument("--report", help="write a JSON report (ED/ES, volume curve, EDV/ESV/EF) and PNGs here")
+    p.add_argument("--report", help="write a JSON report (every beat's ED/ES, EDV/ESV/EF, GLS, LA volume, LV mass, "
+                                    "volume curve) and PNGs here")
     p.add_argument("--montage", help="overlay montage PNG (default: next to --out)")
     p.add_argument("--chunk", type=int, default=16, help="frames per batch (1 = streaming)")
     p.add_argument("--device", default="auto")

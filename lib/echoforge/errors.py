@@ -12,26 +12,16 @@ traceback::
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
-
-class EchoForgeError(Exception):
-    """Base class of all errors about bad input.
-
-    Args:
-        problem: what is wrong, in plain words.
-        path: the file concerned, if any; it prefixes the message.
-    """
-
-    def __init__(self, problem: str, path: str | os.PathLike[str] | None = None):
-        self.problem = problem
-        self.path = os.fspath(path) if path is not None else None
-        super().__init__(f"{self.path}: {problem}" if self.path else problem)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly form (used by the command line ``--json`` output and the server)."""
-        return {"error": type(self).__name__, "problem": self.problem, "path": self.path}
+# the errors about labels and geometry live in the numpy-only core, which the Slicer module shares
+from echoforge.core.errors import (  # noqa: F401 (re-exported)
+    EchoForgeError,
+    EmptyLabelError,
+    InvalidVideoError,
+    LabelError,
+    LabelShapeError,
+    LabelValueError,
+    UnknownFrameError,
+)
 
 
 class UnreadableFileError(EchoForgeError):
@@ -48,30 +38,6 @@ class NotUltrasoundError(EchoForgeError):
 
 class NoPixelDataError(EchoForgeError):
     """A DICOM (or other container) without image data."""
-
-
-class InvalidVideoError(EchoForgeError):
-    """Frames with a wrong dimensionality, no frames, non-finite values or an invalid geometry."""
-
-
-class LabelError(EchoForgeError):
-    """Base class of problems with segmentation labels."""
-
-
-class LabelShapeError(LabelError):
-    """Labels whose shape differs from the video they belong to."""
-
-
-class LabelValueError(LabelError):
-    """Label values outside the CAMUS convention (0 background, 1 LV, 2 myocardium, 3 LA)."""
-
-
-class EmptyLabelError(LabelError):
-    """Labels without any foreground where foreground is required."""
-
-
-class UnknownFrameError(EchoForgeError):
-    """A frame index outside the video."""
 
 
 class DatasetLayoutError(EchoForgeError):

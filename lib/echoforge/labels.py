@@ -1,5 +1,7 @@
 """The label convention shared by every part of EchoForge (the CAMUS convention).
 
+Defined in :mod:`echoforge.core.labels` (shared with the Slicer module) and importable from here:
+
 =====  =================  ===================
 value  structure          colour (RGB, 0-255)
 =====  =================  ===================
@@ -10,29 +12,16 @@ value  structure          colour (RGB, 0-255)
 =====  =================  ===================
 """
 
-from __future__ import annotations
-
-BACKGROUND = 0
-LV = 1
-MYOCARDIUM = 2
-LA = 3
-
-#: Foreground structures, in label order.
-STRUCTURES: dict[int, str] = {LV: "LV", MYOCARDIUM: "myocardium", LA: "LA"}
-#: Long names, as shown to clinicians (Slicer segment names use these).
-LONG_NAMES: dict[int, str] = {LV: "LV cavity", MYOCARDIUM: "LV myocardium", LA: "Left atrium"}
-COLORS: dict[int, tuple[int, int, int]] = {LV: (230, 70, 70), MYOCARDIUM: (80, 170, 230), LA: (240, 200, 60)}
-NUM_CLASSES = 4
-MAX_LABEL = 3
-
-VIEWS = ("2CH", "4CH", "PLAX", "unknown")
-
-
-def normalize_view(view: str | None) -> str:
-    """Map spellings such as ``a4c``, ``4ch``, ``A2C`` or ``None`` onto :data:`VIEWS`."""
-    if not view:
-        return "unknown"
-    v = str(view).strip().upper().replace("-", "").replace("_", "").replace(" ", "")
-    aliases = {"2CH": "2CH", "A2C": "2CH", "AP2": "2CH", "4CH": "4CH", "A4C": "4CH", "AP4": "4CH",
-               "PLAX": "PLAX", "PSLAX": "PLAX"}
-    return aliases.get(v, "unknown")
+from echoforge.core.labels import (  # noqa: F401 (re-exported)
+    BACKGROUND,
+    COLORS,
+    LA,
+    LONG_NAMES,
+    LV,
+    MAX_LABEL,
+    MYOCARDIUM,
+    NUM_CLASSES,
+    STRUCTURES,
+    VIEWS,
+    normalize_view,
+)

@@ -1,4 +1,4 @@
-"""Evaluation figures as PNG files: Bland–Altman, regression, LV area/volume over a clip.
+"""Evaluation figures as PNG files: Bland–Altman, regression, LV area/volume over a clip (every beat marked).
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot, so importing this module never
 changes the backend of an interactive session) and written atomically.
@@ -15,8 +15,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from echoforge.core.agreement import agreement
 from echoforge.io.atomic import atomic_path
-from echoforge.metrics.agreement import agreement
 
 _DPI = 120
 
@@ -84,16 +84,21 @@ def regression_png(pred: Sequence[float], ref: Sequence[float], path: str | os.P
 
 def volume_curve_png(values: Sequence[float], path: str | os.PathLike[str], ed: int | None = None,
                      es: int | None = None, frame_time_ms: float | None = None, ylabel: str = "LV area (mm²)",
-                     title: str = "LV over the clip") -> Path:
-    """LV area or volume on every frame, with the ED and ES frames marked.
+                     title: str = "LV over the clip", beats: Sequence[dict] | None = None,
+                     r_waves_ms: Sequence[float] | None = None) -> Path:
+    """LV area or volume on every frame, with the ED and ES frames marked (of every beat when given).
 
     Args:
         values: ``T`` areas or volumes (NaN frames are left as gaps).
         path: the PNG to write.
-        ed, es: frames to mark, if known.
+        ed, es: frames to mark, if known (used when ``beats`` is not given).
         frame_time_ms: time between frames; the x axis is in ms when given, in frames otherwise.
         ylabel: y-axis label with its unit, e.g. ``"LV volume (ml)"``.
         title: figure title.
+        beats: per-beat results (``ed``, ``es``, ``ef``, ``included``, ``flags``; the ``beats`` of
+            :func:`echoforge.core.clip.report_measurements`): each beat's ED and ES are marked, its
+            span shaded and its EF written over it (greyed, with the reason, when left out of the mean).
+        r_waves_ms: ECG R-wave times from the first frame, drawn as ticks along the bottom.
 
     Returns:
         ``path``.
@@ -101,16 +106,44 @@ def volume_curve_png(values: Sequence[float], path: str | os.PathLike[str], ed: 
     v = np.asarray(values, dtype=np.float64).ravel()
     if v.size == 0:
         raise ValueError("no values to plot")
-    x = np.arange(v.size) * (frame_time_ms or 1.0)
+    step = frame_time_ms or 1.0
+    x = np.arange(v.size) * step
     fig, ax = _figure(wide=True)
-    ax.plot(x, v, color="tab:blue", lw=1.8, marker="o", ms=3)
-    for index, name, color in ((ed, "ED", "tab:red"), (es, "ES", "tab:green")):
-        if index is None:
+    ax.plot(x, v, color="tab:blue", lw=1.8, marker="o", ms=3, zorder=2)
+    marks = [(b["ed"], b["es"], b) for b in beats] if beats else [(ed, es, None)]
+    finite = v[np.isfinite(v)]
+    top = float(finite.max()) if finite.size else 1.0
+    spread = float(np.ptp(finite)) if finite.size else 1.0
+    for k, (ed_frame, es_frame, beat) in enumerate(marks):
+        for index, name, color, marker in ((ed_frame, "ED", "tab:red", "^"), (es_frame, "ES", "tab:green", "v")):
+            if index is None:
+                continue
+            if not 0 <= index < v.size:
+                raise ValueError(f"{name} frame {index} is outside the {v.size} frames")
+            label = f"{name}: frame {index} ({v[index]:.1f})" if beat is None else (name if k == 0 else None)
+            ax.plot(x[index], v[index], marker, color=color, ms=8, label=label, zorder=3)
+            if beat is None:
+                ax.axvline(x[index], color=color, lw=1, ls="--")
+        if beat is None:
             continue
-        if not 0 <= index < v.size:
-            raise ValueError(f"{name} frame {index} is outside the {v.size} frames")
-        ax.axvline(x[index], color=color, lw=1, ls="--")
-        ax.plot(x[index], v[index], "o", color=color, ms=8, label=f"{name}: frame {index} ({v[index]:.1f})")
+        end = beat.get("next_ed") if beat.get("next_ed") is not None else es_frame
+        ax.axvspan(x[ed_frame] - step / 2, x[end] + step / 2, color="tab:blue" if k % 2 else "tab:purple",
+                   alpha=0.07, lw=0, zorder=0)
+        ef = beat.get("ef")
+        text = f"EF {ef:.0f}%" if ef is not None and np.isfinite(ef) else "EF –"
+        if not beat.get("included", True):
+            codes = ", ".join(f["code"].replace("_", " ") for f in beat.get("flags", []))
+            text += f"\n(left out: {codes})" if codes else "\n(left out)"
+        ax.text((x[ed_frame] + x[es_frame]) / 2, top + 0.04 * spread, text, ha="center", va="bottom", fontsize=8.5,
+                color="black" if beat.get("included", True) else "0.5")
+    if beats:
+        ax.set_ylim(top=top + 0.28 * spread)
+    if r_waves_ms:
+        low = float(finite.min()) if finite.size else 0.0
+        for t in r_waves_ms:
+            position = t if frame_time_ms else t / step
+            ax.plot([position, position], [low - 0.06 * spread, low - 0.02 * spread], color="0.3", lw=1.2)
+        ax.plot([], [], color="0.3", lw=1.2, label="ECG R-wave")
     ax.set_xlabel("time (ms)" if frame_time_ms else "frame")
     ax.set_ylabel(ylabel)
     _finish(ax, title, 0)

@@ -14,13 +14,10 @@ from typing import Any
 import numpy as np
 
 from echoforge import labels as L
-from echoforge.errors import (
-    EmptyLabelError,
-    InvalidVideoError,
-    LabelShapeError,
-    LabelValueError,
-    UnknownFrameError,
-)
+from echoforge.core.validation import validate_labels
+from echoforge.errors import InvalidVideoError, LabelShapeError, UnknownFrameError
+
+__all__ = ["EchoVideo", "validate_labels"]
 
 
 @dataclass(eq=False)
@@ -229,57 +226,3 @@ class EchoVideo:
             "annotated_frames": list(self.annotated),
             "sector_fraction": round(float(self.sector.mean()), 4) if self.sector is not None else None,
         }
-
-
-def validate_labels(labels: np.ndarray, frames_shape: tuple[int, ...], annotated: Iterable[int] = (),
-                    source: str | None = None, require_foreground: bool = True) -> tuple[np.ndarray, tuple[int, ...]]:
-    """Check a label volume against its video and return ``(labels uint8, annotated frames)``.
-
-    ``require_foreground=False`` accepts labels with no foreground at all (a model's prediction may
-    find nothing); annotated frames must still hold foreground.
-
-    Raises:
-        LabelShapeError: the shape differs from the frames'.
-        LabelValueError: values outside 0-3 (or not integers).
-        EmptyLabelError: no foreground at all, or an annotated frame without foreground.
-        UnknownFrameError: an annotated index outside the video.
-    """
-    arr = np.asarray(labels)
-    frames_shape = tuple(frames_shape)
-    if arr.ndim == 2 and len(frames_shape) == 3 and frames_shape[0] == 1:
-        arr = arr[None]
-    if arr.shape != frames_shape:
-        raise LabelShapeError(f"label shape {arr.shape} differs from the video's {frames_shape} (T×H×W)", source)
-    if arr.dtype.kind == "f":
-        if not np.isfinite(arr).all() or not np.all(arr == np.round(arr)):
-            raise LabelValueError("labels must be whole numbers 0-3", source)
-    elif arr.dtype.kind not in "iub":
-        raise LabelValueError(f"labels must be integers, got dtype {arr.dtype}", source)
-    lo, hi = (int(arr.min()), int(arr.max()))
-    if lo < 0 or hi > L.MAX_LABEL:
-        bad = sorted(int(v) for v in np.unique(arr) if v < 0 or v > L.MAX_LABEL)
-        raise LabelValueError(
-            f"label values {bad[:8]} are outside 0-3 (0 background, 1 LV cavity, 2 myocardium, 3 left atrium)",
-            source)
-    arr = arr.astype(np.uint8, copy=False)
-    foreground = arr.reshape(arr.shape[0], -1).any(axis=1)
-    if require_foreground and not foreground.any():
-        raise EmptyLabelError("the labels contain no foreground (every value is 0)", source)
-    n = arr.shape[0]
-    ann = sorted({_frame_number(a, source) for a in annotated})
-    if not ann:
-        ann = [int(i) for i in np.flatnonzero(foreground)]
-    for a in ann:
-        if not 0 <= a < n:
-            raise UnknownFrameError(f"annotated frame {a} is outside the video (0..{n - 1})", source)
-    empty = [a for a in ann if not foreground[a]]
-    if empty:
-        raise EmptyLabelError(f"annotated frame(s) {empty} contain no foreground", source)
-    return arr, tuple(ann)
-
-
-def _frame_number(value: Any, source: str | None) -> int:
-    """A frame index as given: a whole number (``True`` or ``7.9`` are not frame numbers)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise UnknownFrameError(f"annotated frames must be whole frame numbers, got {value!r}", source)
-    return int(value)

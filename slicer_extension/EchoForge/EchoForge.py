@@ -39,6 +39,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from EchoForgeCore.volume import FrameLayout, frame_layout
 from EchoForgeLib import (
     AnnotationError,
     EchoForgeClient,
@@ -60,7 +61,6 @@ from EchoForgeLib.cine import (
     frames_kji,
     spacing_from_dicom,
 )
-from EchoForgeLib.geometry import FrameLayout, frame_layout
 from EchoForgeLib.labels import COLORS, SEGMENT_NAMES, label_values_by_name
 from EchoForgeLib.report import agreement, bland_altman_points, ef_rows, safe_file_name
 from EchoForgeLib.state import decode_states, encode_states, restore_session, session_state

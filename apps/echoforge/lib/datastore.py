@@ -67,7 +67,10 @@ def conversion_info(video: EchoVideo, source: str) -> dict[str, Any]:
     """What the image info records about a converted video."""
     return {"converted_from": source, "spacing_mm": list(video.spacing) if video.spacing else None,
             "frame_time_ms": video.frame_time_ms, "frames": video.n_frames, "crop_box": video.meta.get("crop_box"),
-            "original_size": video.meta.get("original_size")}
+            "original_size": video.meta.get("original_size"), "view": video.view,
+            # pairs the 2CH and 4CH of one study for biplane measurements (lib/biplane.py)
+            "patient_id": video.meta.get("patient_id") or None,
+            "study_instance_uid": video.meta.get("study_instance_uid") or None}
 
 
 def check_frame_count(video: EchoVideo, max_frames: int, what: str) -> None:

@@ -7,14 +7,17 @@ Request (MONAI Label ``POST /infer/echoforge?image=<id>``, multipart):
   holding foreground. Drawn frames become the memory references and come back exactly as drawn.
 * params: ``adapt`` (``auto``/``on``/``off``), ``adapt_steps`` (1 to ``max_adapt_steps``), ``chunk``
   (1 to ``max_chunk``), ``result_extension`` (``.nrrd`` as 3D Slicer asks, ``.nii.gz``, ``.nii``;
-  default: the image's own format). A bad value is a 422 naming the parameter.
+  default: the image's own format), ``ed``/``es`` (frames the clinician marked, used for their beat).
+  A bad value is a 422 naming the parameter.
 
 The image is a datastore id (the app resolves it; see ``EchoForgeApp.infer``), never a server path,
 and inference never saves a label: a clinician's labels change only by ``PUT /datastore/label``.
 
 Result: a uint8 label volume on the image's geometry (0 background, 1 LV cavity, 2 myocardium,
-3 left atrium) and JSON with ED/ES, the LV area and volume curves, EDV/ESV/EF where the spacing
-allows, the annotated frames, per-frame confidence, ``next_frame_to_draw`` (where the propagation
+3 left atrium) and JSON with ``measurements`` (every beat's ED/ES, EDV/ESV/EF where the spacing
+allows, GLS, LA volume, LV mass, their means and quality flags, and the single-beat values),
+``biplane`` (with the patient's other apical view in the datastore, see ``lib/biplane.py``), the
+annotated frames, per-frame confidence, ``next_frame_to_draw`` (where the propagation
 is least certain: drawing it there helps most) with each frame's ``frame_disagreement`` between
 forward and backward propagation, ``warnings`` about the drawn frames (one drawn frame, a
 structure missing on some, two that disagree; a drawn frame without an LV is a 422), and what
@@ -36,9 +39,11 @@ from echoforge.engine.adapt import AdaptConfig, adapt_to_video, prepare, propaga
 from echoforge.engine.inference import segment_video
 from echoforge.errors import UnreadableFileError
 from echoforge.io.atomic import compound_suffix, finite_json
+from echoforge.io.studies import video_name
 from echoforge.io.volume import attach_labels, read_volume, write_labels_like
-from echoforge.report import measurements
+from echoforge.report import video_clip
 
+from lib.biplane import BiplanePartners
 from lib.datastore import check_frame_count
 from lib.http import http_errors
 from lib.models import ModelStore
@@ -54,13 +59,13 @@ RESULT_EXTENSIONS = (".nrrd", ".nii.gz", ".nii")
 class EchoForgeInfer(InferTask):
     """Segmentation of 2-D+t echo volumes (H×W×T) with the EchoForge network."""
 
-    def __init__(self, store: ModelStore, settings: AppSettings):
+    def __init__(self, store: ModelStore, settings: AppSettings, partners: BiplanePartners | None = None):
         super().__init__(type=InferType.SEGMENTATION, labels=LABELS, dimension=3,
                          description="EchoForge: every frame of an echo video (LV cavity, myocardium, left atrium); "
                                      "send drawn frames as the label to segment the rest",
                          config={"adapt": ["auto", "on", "off"], "adapt_steps": settings.adapt_steps,
                                  "annotated_frames": ""})
-        self.store, self.settings = store, settings
+        self.store, self.settings, self.partners = store, settings, partners
 
     def is_valid(self) -> bool:
         return True
@@ -87,6 +92,7 @@ class EchoForgeInfer(InferTask):
             video = attach_labels(video, request["label"], tuple(drawn) if drawn is not None else None)
         elif drawn:
             raise invalid("annotated_frames", "were given without the drawn labels (send them as the label file)")
+        ed, es = (_marked(request, name, video.n_frames) for name in ("ed", "es"))
         model, payload = self.store.get()
         info: dict[str, Any] = {"model": self.store.version()[0], "adapted": False}
         if video.has_labels and adapt in ("auto", "on", "true"):
@@ -100,12 +106,23 @@ class EchoForgeInfer(InferTask):
         except BaseException:
             os.unlink(out)
             raise
+        clip = video_clip(video, seg.labels, seg, ed, es)
         params = {"label_names": LABELS, "annotated_frames": list(seg.annotated), "frames": video.n_frames,
                   "seconds": round(seg.seconds, 3), "fps": round(video.n_frames / max(seg.seconds, 1e-6), 2),
                   "frame_confidence": [round(float(c), 4) for c in seg.confidence],
                   "next_frame_to_draw": seg.extra.get("next_frame"),
                   "frame_disagreement": seg.extra.get("disagreement"), "warnings": seg.extra.get("warnings", []),
-                  "measurements": measurements(seg.labels, video.spacing, video.frame_time_ms), **info}
+                  "measurements": clip.result, **info}
+        if self.partners is not None:
+            version = (self.store.version(), os.path.getmtime(image))
+            self.partners.remember(video_name(image), version, clip)
+
+            def segment(other: Any) -> tuple[Any, Any]:  # the partner, with the served (not adapted) model
+                done = segment_video(self.store.get()[0], other, use_annotations=True, chunk=chunk,
+                                     device=self.store.device)
+                return done.labels, done
+
+            params["biplane"] = self.partners.measure(video_name(image), video, clip, self.store.version(), segment)
         logger.info(f"EchoForge infer: {video.n_frames} frames in {seg.seconds:.2f} s, "
                     f"annotated {list(seg.annotated)}, adapted {info['adapted']}")
         return out, finite_json(params)
@@ -125,3 +142,10 @@ class EchoForgeInfer(InferTask):
             model, info["adaptation"] = adapt_to_video(model, video, config, device, views=views)
             info["adapted"] = True
         return model
+
+
+def _marked(request: dict[str, Any], name: str, n_frames: int) -> int | None:
+    """A frame the clinician marked as ED or ES (absent or empty: none), checked against the clip."""
+    if request.get(name) in (None, ""):
+        return None
+    return integer(request, name, 0, 0, n_frames - 1)

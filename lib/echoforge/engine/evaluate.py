@@ -105,8 +105,8 @@ def evaluate_videos(model: torch.nn.Module, items: list[tuple[str, EchoVideo, Ec
         items: ``(id, video, reference video)`` as :func:`echoforge.engine.clips.load_dataset` gives.
         mode: ``camus`` (LV, myocardium, LA) or ``lv``.
     """
-    from echoforge.metrics.agreement import agreement
-    from echoforge.metrics.clinical import measure_biplane, measure_labels
+    from echoforge.core.agreement import agreement
+    from echoforge.core.measurements import measure_biplane, measure_labels
 
     out_dir = Path(out_dir)
     rows: list[dict[str, Any]] = []

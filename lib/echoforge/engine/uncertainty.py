@@ -35,7 +35,7 @@ def frame_entropy(probabilities: np.ndarray) -> np.ndarray:
 
 def video_uncertainty(seg: Segmentation) -> dict[str, Any]:
     """Uncertainty score of a segmented video and the frames worth annotating."""
-    from echoforge.metrics.clinical import detect_ed_es, temporal_smoothness
+    from echoforge.core.curves import detect_ed_es, temporal_smoothness
 
     entropy = frame_entropy(seg.probabilities)
     areas = (seg.labels == L.LV).sum(axis=(1, 2)).astype(float)

@@ -128,7 +128,9 @@ def read_dicom(path: str | os.PathLike[str], crop_to_sector: bool = True) -> Ech
         when no fan was found, in which case nothing is cropped). ``meta`` holds manufacturer,
         model, SOP class, photometric interpretation, transfer syntax, patient / study / series
         ids (never names), frame count, the calibration regions and ``sector_geometry`` (see
-        :meth:`echoforge.sector.SectorGeometry.to_dict`, in the coordinates of the returned frames).
+        :meth:`echoforge.sector.SectorGeometry.to_dict`, in the coordinates of the returned frames);
+        with an ECG in a Waveform Sequence, ``r_waves_ms`` (its R-wave times from the first frame:
+        the waveform's MultiplexGroupTimeOffset is taken relative to it) and ``ecg_source``.
 
     Raises:
         UnreadableFileError: missing file, not DICOM, truncated or corrupt, or compressed pixel
@@ -171,6 +173,10 @@ def read_dicom(path: str | os.PathLike[str], crop_to_sector: bool = True) -> Ech
         "frame_time_source": time_source,
         "colour_fraction": colour_fraction,
     }
+    r_waves = _ecg_r_waves(ds)
+    if r_waves is not None:
+        meta["r_waves_ms"] = r_waves
+        meta["ecg_source"] = "waveform"
     geometry = _find_sector(frames, regions)
     if geometry is not None and crop_to_sector:
         r0, r1, c0, c1 = geometry.box
@@ -468,7 +474,9 @@ def write_dicom(video: EchoVideo, path: str | os.PathLike[str], photometric: str
     SequenceOfUltrasoundRegions (location: the sector's bounding box, or the whole frame without a
     sector; physical deltas in cm; reference pixel: the fitted probe apex) plus PixelSpacing in mm
     for readers that ignore ultrasound regions. Without a spacing no calibration is written (never
-    made up). PatientID and StudyInstanceUID
+    made up). With ``video.meta["r_waves_ms"]`` (a phantom's R-waves) the file carries a synthetic
+    lead-II ECG in a Waveform Sequence (500 Hz, 16-bit, µV; no P waves when ``meta["rhythm"]`` is
+    ``"irregular"``), which :func:`read_dicom` turns back into R-waves. PatientID and StudyInstanceUID
     come from ``video.meta`` when present; UIDs are derived deterministically from the content,
     so writing the same video with the same options gives the same file. Labels are not written.
 
@@ -524,6 +532,8 @@ def write_dicom(video: EchoVideo, path: str | os.PathLike[str], photometric: str
         ds.SequenceOfUltrasoundRegions = Sequence([_tissue_region_item(region_box, video.spacing, apex)])
         # Readers that ignore ultrasound regions (ITK/GDCM, hence 3D Slicer's volume loader) use this.
         ds.PixelSpacing = [DSfloat(v, auto_format=True) for v in video.spacing]
+    if video.meta.get("r_waves_ms") and video.frame_time_ms:
+        ds.WaveformSequence = Sequence([_ecg_item(video)])
     if burn_in_ui:
         block = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR, create=True)
         block.add_new(PRIVATE_FRAME_BOX, "UL", list(frame_box))
@@ -588,6 +598,67 @@ def _base_dataset(video: EchoVideo, pixels: np.ndarray, photometric: str, compre
             ds.FrameTime = DSfloat(video.frame_time_ms, auto_format=True)
             ds.CineRate = ds.RecommendedDisplayFrameRate = max(1, round(1000.0 / video.frame_time_ms))
     return ds
+
+
+def _ecg_item(video: EchoVideo) -> Dataset:
+    """A Waveform Sequence item holding a synthetic ECG with the video's R-waves, over the clip."""
+    from echoforge.core.ecg import ECG_SAMPLING_HZ, synthetic_ecg
+
+    duration = video.n_frames * float(video.frame_time_ms)
+    signal = synthetic_ecg(video.meta["r_waves_ms"], duration, ECG_SAMPLING_HZ,
+                           atrial_waves=video.meta.get("rhythm") != "irregular",
+                           seed=int(video.meta.get("phantom_seed") or 0))
+    samples = np.clip(np.round(signal), -32768, 32767).astype("<i2")
+    channel = Dataset()
+    source = Dataset()
+    source.CodeValue, source.CodingSchemeDesignator, source.CodeMeaning = "2:2", "MDC", "Lead II"
+    channel.ChannelSourceSequence = Sequence([source])
+    units = Dataset()
+    units.CodeValue, units.CodingSchemeDesignator, units.CodeMeaning = "uV", "UCUM", "microvolt"
+    channel.ChannelSensitivity = DSfloat(1, auto_format=True)
+    channel.ChannelSensitivityUnitsSequence = Sequence([units])
+    channel.ChannelSensitivityCorrectionFactor = DSfloat(1, auto_format=True)
+    channel.ChannelBaseline = DSfloat(0, auto_format=True)
+    channel.ChannelSampleSkew = DSfloat(0, auto_format=True)
+    channel.WaveformBitsStored = 16
+    item = Dataset()
+    item.MultiplexGroupTimeOffset = DSfloat(0, auto_format=True)
+    item.WaveformOriginality = "DERIVED"
+    item.NumberOfWaveformChannels = 1
+    item.NumberOfWaveformSamples = int(samples.size)
+    item.SamplingFrequency = DSfloat(ECG_SAMPLING_HZ, auto_format=True)
+    item.MultiplexGroupLabel = "ECG"
+    item.ChannelDefinitionSequence = Sequence([channel])
+    item.WaveformBitsAllocated = 16
+    item.WaveformSampleInterpretation = "SS"
+    item.WaveformData = samples.tobytes()
+    return item
+
+
+def _ecg_r_waves(ds: Dataset) -> list[float] | None:
+    """R-wave times (ms from the first frame) of the ECG in the Waveform Sequence, or ``None``.
+
+    The first multiplex group labelled or coded as an ECG lead is used, its first channel; a
+    waveform that cannot be decoded is ignored (the beats then come from the volume curve).
+    """
+    from echoforge.core.ecg import detect_r_waves
+
+    for index, item in enumerate(ds.get("WaveformSequence") or []):
+        label = str(item.get("MultiplexGroupLabel", "")).upper()
+        channels = item.get("ChannelDefinitionSequence") or []
+        names = " ".join(str(s.get("CodeMeaning", "")) for c in channels for s in c.get("ChannelSourceSequence") or [])
+        if "ECG" not in label and "LEAD" not in names.upper():
+            continue
+        try:
+            signal = np.asarray(ds.waveform_array(index), dtype=np.float64)
+            rate = float(item.SamplingFrequency)
+        except (AttributeError, ValueError, TypeError, KeyError, IndexError):
+            return None
+        if signal.ndim != 2 or signal.shape[0] < 3 or not rate > 0:
+            return None
+        offset = float(item.get("MultiplexGroupTimeOffset") or 0.0)
+        return [round(float(t) + offset, 1) for t in detect_r_waves(signal[:, 0], rate)]
+    return None
 
 
 def _tissue_region_item(box: tuple[int, int, int, int], spacing: tuple[float, float],

@@ -7,17 +7,17 @@ axis (rows grow downward = posterior) and the one along right-left is the column
 grow toward the patient's left = screen right). So a CAMUS file written by SimpleITK, a volume saved
 by Slicer and a volume written here all read upright, whatever their axis order on disk.
 
-Frame time and annotated frames travel in the header: NRRD key/value fields
-(``echoforge_frame_time_ms``, ``echoforge_view``, ``echoforge_annotated_frames``, ...) and the
-NIfTI ``descrip`` field. Slicer sequence files (``.seq.nrrd``, frame axis of kind ``list``) are read
-too. The frame axis is given a nominal spacing of 1 mm (it is time, not space).
+The orientation rule and the header fields (view, frame time, ED/ES, annotated frames, ECG
+R-waves, and ``calibrated=no`` for a video whose pixel size is unknown) are those of
+:mod:`echoforge.core.volume`, which the Slicer module shares. Slicer sequence files (``.seq.nrrd``,
+frame axis of kind ``list``) are read too. The frame axis is given a nominal spacing of 1 mm (it
+is time, not space).
 """
 
 from __future__ import annotations
 
 import gzip
 import os
-import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +25,22 @@ from typing import Any
 
 import numpy as np
 
+from echoforge.core.volume import (
+    NRRD_PREFIX,
+    FrameLayout,
+    decode_fields,
+    encode_fields,
+    frame_layout,
+    nifti_field_texts,
+    parse_field_text,
+    upright_ijk_to_ras,
+)
 from echoforge.errors import InvalidVideoError, LabelShapeError, UnreadableFileError, UnsupportedFormatError
 from echoforge.io.atomic import atomic_path, compound_suffix
 from echoforge.video import EchoVideo
 
 NIFTI_EXTS = (".nii", ".nii.gz")
 NRRD_EXTS = (".nrrd", ".nhdr", ".seq.nrrd", ".seg.nrrd")
-FRAME_AXIS_SPACING_MM = 1.0
-_FIELD = "echoforge_"
 
 
 def is_volume_path(path: str | os.PathLike[str]) -> bool:
@@ -40,15 +48,6 @@ def is_volume_path(path: str | os.PathLike[str]) -> bool:
 
 
 # ----------------------------------------------------------------------------- geometry
-def ras_affine(spacing: tuple[float, float] | None) -> np.ndarray:
-    """The RAS affine written for an (H, W, T) array: rows → posterior, columns → patient left."""
-    sy, sx = spacing if spacing else (1.0, 1.0)
-    return np.array([[0.0, -sx, 0.0, 0.0],
-                     [-sy, 0.0, 0.0, 0.0],
-                     [0.0, 0.0, FRAME_AXIS_SPACING_MM, 0.0],
-                     [0.0, 0.0, 0.0, 1.0]])
-
-
 @dataclass(frozen=True)
 class FileLayout:
     """How a file's array was turned into T×H×W, so that results can be written back the same way.
@@ -57,51 +56,22 @@ class FileLayout:
         stored_shape: the array shape in the file (before any reordering).
         pre_order: the transpose that moved a sequence's list axis last (``None`` when not needed).
         squeezed_shape: the shape after ``pre_order`` (before singleton axes were dropped).
-        perm: the transpose taking the 3-D array to (T, H, W).
-        flip_rows, flip_cols: whether rows/columns were reversed to read upright.
+        frames: the orientation of the 3-D array (:class:`~echoforge.core.volume.FrameLayout`).
         affine: 4×4 RAS affine of the file's three axes (``None`` for sequences and 4-D files).
     """
 
     stored_shape: tuple[int, ...]
     pre_order: tuple[int, ...] | None
     squeezed_shape: tuple[int, ...]
-    perm: tuple[int, int, int]
-    flip_rows: bool
-    flip_cols: bool
+    frames: FrameLayout
     affine: np.ndarray | None
 
     def to_file(self, thw: np.ndarray) -> np.ndarray:
         """The inverse of reading: a T×H×W array in the file's own axis order and shape."""
-        arr = thw[:, ::-1] if self.flip_rows else thw
-        arr = arr[:, :, ::-1] if self.flip_cols else arr
-        arr = np.transpose(arr, np.argsort(self.perm)).reshape(self.squeezed_shape)
+        arr = self.frames.from_frames(thw).reshape(self.squeezed_shape)
         if self.pre_order is not None:
             arr = np.transpose(arr, np.argsort(self.pre_order))
         return np.ascontiguousarray(arr)
-
-
-def _to_thw(data: np.ndarray, directions: np.ndarray, frame_axis: int
-            ) -> tuple[np.ndarray, tuple[float, float], tuple[int, int, int], bool, bool]:
-    """Reorder a 3-D array to (T, H, W) using the RAS direction vectors (columns of ``directions``).
-
-    Returns the array, the (row, col) spacing, and the permutation and flips applied.
-    """
-    spatial = [a for a in range(3) if a != frame_axis]
-    norms = np.linalg.norm(directions[:, spatial], axis=0)
-    norms = np.where(norms > 0, norms, 1.0)
-    unit = directions[:, spatial] / norms
-    # the row axis is the in-plane axis most aligned with anterior-posterior (RAS y)
-    row_pos = int(np.argmax(np.abs(unit[1])))
-    perm = (frame_axis, spatial[row_pos], spatial[1 - row_pos])
-    arr = np.transpose(data, perm)
-    flip_rows = bool(unit[1, row_pos] > 0)  # rows run anterior: flip so they grow downward on screen
-    flip_cols = bool(unit[0, 1 - row_pos] > 0)  # columns run toward patient right: flip to grow to screen right
-    if flip_rows:
-        arr = arr[:, ::-1]
-    if flip_cols:
-        arr = arr[:, :, ::-1]
-    spacing = (round(float(norms[row_pos]), 6), round(float(norms[1 - row_pos]), 6))  # float32 headers
-    return np.ascontiguousarray(arr), spacing, perm, flip_rows, flip_cols
 
 
 def _frames_to_unit(data: np.ndarray) -> np.ndarray:
@@ -133,33 +103,10 @@ def _squeeze_to_3d(data: np.ndarray, path: Path, allow_rgb: bool) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- header fields
-def _encode_fields(video: EchoVideo, annotated: bool) -> dict[str, str]:
-    fields = {"view": video.view}
-    if video.spacing is None:  # the header holds a nominal 1 mm; say that it is not a calibration
-        fields["calibrated"] = "no"
-    if video.frame_time_ms:
-        fields["frame_time_ms"] = f"{video.frame_time_ms:.6g}"
-    if video.ed is not None:
-        fields["ed"] = str(video.ed)
-    if video.es is not None:
-        fields["es"] = str(video.es)
-    if annotated and video.annotated:
-        fields["annotated_frames"] = ",".join(str(a) for a in video.annotated)
-    return fields
-
-
-def _decode_fields(fields: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {"calibrated": fields.get("calibrated", "yes").strip().lower() != "no"}
-    if "frame_time_ms" in fields:
-        out["frame_time_ms"] = float(fields["frame_time_ms"])
-    if "view" in fields:
-        out["view"] = fields["view"]
-    for key in ("ed", "es"):
-        if fields.get(key, "").strip().lstrip("-").isdigit():
-            out[key] = int(fields[key])
-    if fields.get("annotated_frames", "").strip():
-        out["annotated"] = tuple(int(a) for a in re.split(r"[,\s]+", fields["annotated_frames"].strip()) if a)
-    return out
+def _video_fields(video: EchoVideo) -> dict[str, str]:
+    """The header fields of ``video`` (the annotated frames are added by the label writers)."""
+    return encode_fields(view=video.view, calibrated=video.spacing is not None, frame_time_ms=video.frame_time_ms,
+                         ed=video.ed, es=video.es, r_waves_ms=video.meta.get("r_waves_ms"))
 
 
 # ----------------------------------------------------------------------------- NIfTI
@@ -172,8 +119,7 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError, nib.filebasedimages.ImageFileError) as err:
         raise UnreadableFileError(f"cannot read as NIfTI ({err})", path) from None
     descrip = img.header.get("descrip")
-    text = descrip.tobytes().decode("latin-1").rstrip("\x00 ") if descrip is not None else ""
-    fields = dict(re.findall(r"(\w+)=([^;]*)", text.split(":", 1)[1])) if text.startswith("echoforge:") else {}
+    fields = parse_field_text(descrip.tobytes().decode("latin-1")) if descrip is not None else {}
     directions = img.affine[:3, :3]
     affine = np.asarray(img.affine, dtype=float) if data.ndim <= 3 else None
     if data.ndim > 3:
@@ -187,12 +133,10 @@ def _save_nifti(path: Path, array: np.ndarray, affine: np.ndarray, fields: dict[
 
     img = nib.Nifti1Image(array, affine)
     img.header.set_xyzt_units("mm", "msec")
-    descrip = "echoforge:" + ";".join(f"{k}={v}" for k, v in fields.items())
-    if len(descrip) > 79:  # the field holds 80 bytes; annotated frames then go in the extension
-        descrip = "echoforge:" + ";".join(f"{k}={v}" for k, v in fields.items() if k != "annotated_frames")
-        ext = nib.nifti1.Nifti1Extension("comment", ("echoforge:annotated_frames=" + fields["annotated_frames"]).encode())
-        img.header.extensions.append(ext)
-    img.header["descrip"] = descrip[:79].encode("latin-1")
+    descrip, extension = nifti_field_texts(fields)
+    if extension:
+        img.header.extensions.append(nib.nifti1.Nifti1Extension("comment", extension.encode("latin-1")))
+    img.header["descrip"] = descrip.encode("latin-1")
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
     with atomic_path(path) as tmp:
@@ -205,8 +149,8 @@ def _nifti_extension_fields(path: Path) -> dict[str, str]:
     out: dict[str, str] = {}
     for ext in nib.load(str(path)).header.extensions:
         content = ext.get_content()
-        if isinstance(content, bytes) and content.startswith(b"echoforge:"):
-            out.update(dict(re.findall(r"(\w+)=([^;]*)", content.decode("latin-1").split(":", 1)[1])))
+        if isinstance(content, bytes):
+            out.update(parse_field_text(content.decode("latin-1")))
     return out
 
 
@@ -263,7 +207,7 @@ def _read_nrrd(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
         if space in ("left-posterior-superior", "lps"):
             dirs = _LPS_TO_RAS @ dirs
         directions = dirs
-    fields = {k[len(_FIELD):]: str(v) for k, v in header.items() if str(k).startswith(_FIELD)}
+    fields = {k[len(NRRD_PREFIX):]: str(v) for k, v in header.items() if str(k).startswith(NRRD_PREFIX)}
     affine = None
     if frame_axis is None and data.ndim == 3 and directions.shape == (3, 3):
         origin = np.asarray(header.get("space origin", np.zeros(3)), dtype=float)
@@ -296,11 +240,11 @@ def _save_nrrd(path: Path, array: np.ndarray, affine: np.ndarray, fields: dict[s
         "space origin": _LPS_TO_RAS @ affine[:3, 3],
         "kinds": ["domain", "domain", "domain"],
         "encoding": "gzip",
-        **{f"{_FIELD}{k}": v for k, v in fields.items()},
+        **{f"{NRRD_PREFIX}{k}": v for k, v in fields.items()},
     }
     with atomic_path(path) as tmp:
         nrrd.write(str(tmp), np.ascontiguousarray(array), header, index_order="F",
-                   custom_field_map={f"{_FIELD}{k}": "string" for k in fields})
+                   custom_field_map={f"{NRRD_PREFIX}{k}": "string" for k in fields})
 
 
 # ----------------------------------------------------------------------------- public API
@@ -332,11 +276,10 @@ def _read_array(path: Path) -> tuple[np.ndarray, tuple[float, float], dict[str, 
         full = np.eye(3)
         full[:, : directions.shape[1]] = directions[:, :3]
         directions = full
-    arr, spacing, perm, flip_rows, flip_cols = _to_thw(data, directions, frame_axis=2)
+    frames = frame_layout(data.shape, directions)
     rgb = len(squeezed_shape) == 4 and squeezed_shape[-1] in (3, 4)
-    layout = FileLayout(stored_shape, pre_order, data.shape if rgb else squeezed_shape, perm, flip_rows, flip_cols,
-                        meta["affine"])
-    return arr, spacing, meta["fields"], layout
+    layout = FileLayout(stored_shape, pre_order, data.shape if rgb else squeezed_shape, frames, meta["affine"])
+    return frames.to_frames(data), frames.spacing, meta["fields"], layout
 
 
 def read_volume(path: str | os.PathLike[str], labels_path: str | os.PathLike[str] | None = None,
@@ -358,10 +301,13 @@ def read_volume(path: str | os.PathLike[str], labels_path: str | os.PathLike[str
         frames = _frames_to_unit(raw)
     except InvalidVideoError as err:
         raise InvalidVideoError(err.problem, path) from None
-    info = _decode_fields(fields)
+    info = decode_fields(fields)
+    meta: dict[str, Any] = {"format": "nifti" if compound_suffix(path) in NIFTI_EXTS else "nrrd"}
+    if "r_waves_ms" in info:
+        meta["r_waves_ms"] = list(info["r_waves_ms"])
     video = EchoVideo(frames, spacing=spacing if info["calibrated"] else None, frame_time_ms=info.get("frame_time_ms"),
                       view=info.get("view", "unknown"), ed=info.get("ed"), es=info.get("es"),
-                      source=str(path), meta={"format": "nifti" if compound_suffix(path) in NIFTI_EXTS else "nrrd"})
+                      source=str(path), meta=meta)
     if labels_path is not None:
         video = attach_labels(video, labels_path, annotated)
     return video
@@ -372,7 +318,7 @@ class LabelVolume:
     """A label file as read: ``labels`` T×H×W (unchecked), its geometry, and the frames its header lists."""
 
     labels: np.ndarray
-    spacing: tuple[float, float]
+    spacing: tuple[float, float] | None
     frame_time_ms: float | None
     annotated: tuple[int, ...] | None
 
@@ -380,8 +326,9 @@ class LabelVolume:
 def read_label_volume(path: str | os.PathLike[str]) -> LabelVolume:
     """Read a label volume (values are checked when attached to a video, see :func:`attach_labels`)."""
     raw, spacing, fields, _ = _read_array(Path(path))
-    info = _decode_fields(fields)
-    return LabelVolume(raw, spacing if info["calibrated"] else None, info.get("frame_time_ms"), info.get("annotated"))
+    info = decode_fields(fields)
+    return LabelVolume(raw, spacing if info["calibrated"] else None, info.get("frame_time_ms"),
+                       info.get("annotated_frames"))
 
 
 def attach_labels(video: EchoVideo, labels_path: str | os.PathLike[str],
@@ -403,7 +350,7 @@ def write_volume(video: EchoVideo, path: str | os.PathLike[str]) -> Path:
     """Write the frames as an H×W×T uint8 volume (NIfTI or NRRD by extension) that Slicer reads upright."""
     path = Path(path)
     array = np.transpose(video.frames_uint8(), (1, 2, 0))
-    _write(path, array, video.spacing, _encode_fields(video, annotated=False))
+    _write(path, array, video.spacing, _video_fields(video))
     return path
 
 
@@ -421,9 +368,7 @@ def write_labels(video: EchoVideo, path: str | os.PathLike[str], labels: np.ndar
     labels = np.asarray(labels, dtype=np.uint8)
     if labels.shape != video.frames.shape:
         raise LabelShapeError(f"label shape {labels.shape} differs from the video's {video.frames.shape}", path)
-    fields = _encode_fields(video, annotated=False)
-    if annotated:
-        fields["annotated_frames"] = ",".join(str(a) for a in annotated)
+    fields = {**_video_fields(video), **encode_fields(annotated_frames=annotated)}
     _write(Path(path), np.transpose(labels, (1, 2, 0)), video.spacing, fields)
     return Path(path)
 
@@ -440,9 +385,7 @@ def write_labels_like(labels: np.ndarray, reference: str | os.PathLike[str], pat
     labels = np.asarray(labels, dtype=np.uint8)
     if labels.shape != raw.shape:
         raise LabelShapeError(f"label shape {labels.shape} differs from the video's {raw.shape} (T×H×W)", path)
-    fields = {"annotated_frames": ",".join(str(a) for a in annotated)} if annotated else {}
-    if not _decode_fields(ref_fields)["calibrated"]:
-        fields["calibrated"] = "no"
+    fields = encode_fields(calibrated=decode_fields(ref_fields)["calibrated"], annotated_frames=annotated)
     if layout.affine is None:  # sequences and unusual files: our own upright geometry
         _write(path, np.transpose(labels, (1, 2, 0)), spacing, fields)
         return path
@@ -460,8 +403,8 @@ def write_labels_like(labels: np.ndarray, reference: str | os.PathLike[str], pat
 def _write(path: Path, array_hwt: np.ndarray, spacing: tuple[float, float] | None, fields: dict[str, str]) -> None:
     ext = compound_suffix(path)
     if ext in NIFTI_EXTS:
-        _save_nifti(path, array_hwt, ras_affine(spacing), fields)
+        _save_nifti(path, array_hwt, upright_ijk_to_ras(spacing), fields)
     elif ext in (".nrrd", ".seq.nrrd"):
-        _save_nrrd(path, array_hwt, ras_affine(spacing), fields)
+        _save_nrrd(path, array_hwt, upright_ijk_to_ras(spacing), fields)
     else:
         raise UnsupportedFormatError(f"cannot write {ext!r}: use .nii.gz, .nii or .nrrd", path)

@@ -36,7 +36,8 @@ from monai.metrics import compute_iou
 from monai.metrics.utils import get_edge_surface_distance
 
 from echoforge import labels as L
-from echoforge.errors import InvalidVideoError, LabelShapeError, LabelValueError, UnknownFrameError
+from echoforge.core.validation import check_labels, check_spacing
+from echoforge.errors import LabelShapeError, UnknownFrameError
 
 #: Named structures and the label values each is the union of. ``LV_epi`` (LV cavity plus
 #: myocardium) is the epicardial contour used by CAMUS loaders.
@@ -48,46 +49,6 @@ STRUCTURE_LABELS: dict[str, tuple[int, ...]] = {
 }
 METRICS = ("dice", "iou", "hd95", "assd")
 _CHUNK = 256  # frames per vectorised Dice/IoU batch, bounds memory for long clips
-
-
-def check_labels(labels: np.ndarray, name: str = "labels") -> np.ndarray:
-    """Validate a label clip and return it as ``T×H×W`` uint8 (an ``H×W`` map becomes one frame).
-
-    Raises:
-        LabelShapeError: not 2-D or 3-D, or an empty frame size.
-        LabelValueError: non-integer values or values outside 0-3.
-    """
-    arr = np.asarray(labels)
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3 or 0 in arr.shape:
-        raise LabelShapeError(f"{name} must be T×H×W (or H×W), got shape {arr.shape}")
-    if arr.dtype == bool:
-        return arr.astype(np.uint8)
-    if arr.dtype.kind == "f":
-        if not np.isfinite(arr).all() or not np.all(arr == np.round(arr)):
-            raise LabelValueError(f"{name} must hold whole numbers 0-3")
-    elif arr.dtype.kind not in "iu":
-        raise LabelValueError(f"{name} must be integers, got dtype {arr.dtype}")
-    lo, hi = int(arr.min()), int(arr.max())
-    if lo < 0 or hi > L.MAX_LABEL:
-        raise LabelValueError(
-            f"{name} hold values in [{lo}, {hi}]; expected 0 background, 1 LV cavity, 2 myocardium, 3 left atrium")
-    return arr.astype(np.uint8, copy=False)
-
-
-def check_spacing(spacing: Sequence[float] | None) -> tuple[float, float] | None:
-    """Validate a pixel spacing (row, col) in mm; ``None`` passes through (distances in pixels).
-
-    Raises:
-        InvalidVideoError: not two finite positive numbers.
-    """
-    if spacing is None:
-        return None
-    values = tuple(float(v) for v in np.asarray(spacing, dtype=float).ravel())
-    if len(values) != 2 or not all(np.isfinite(v) and v > 0 for v in values):
-        raise InvalidVideoError(f"pixel spacing must be two positive numbers (row, col) in mm, got {spacing}")
-    return values[0], values[1]
 
 
 def resolve_structures(structures: Sequence[int | str]) -> dict[str, tuple[int, ...]]:

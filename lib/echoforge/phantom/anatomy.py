@@ -340,6 +340,38 @@ class Heart:
         quadratic, linear = self._thickening_terms(float(self.volume_ratio(phase)))
         return float((-linear + np.sqrt(linear**2 + 4.0 * quadratic * self._myocardial_volume)) / (2 * quadratic))
 
+    # ------------------------------------------------------------------ truth of the other indices
+    def endocardial_length_mm(self, view: str, phase: float) -> float:
+        """Length of the endocardial contour of ``view`` from one mitral hinge over the apex to the other
+        (the mitral plane left out), the quantity GLS is measured from."""
+        endo = self.lv_outline(view, phase)["endo"]
+        return float(np.linalg.norm(np.diff(endo, axis=0), axis=1).sum())
+
+    def la_volume_ml(self, phase: float) -> float:
+        """True left-atrial volume (ml): each cross-section across the LV long axis is an ellipse whose
+        diameters are the atrium's widths in the 4CH and 2CH planes at that height, as for the LV."""
+        heights, widths = [], []
+        for view in PHANTOM_VIEWS:
+            la = self._left_atrium(view, phase, self.lv_outline(view, phase))[0]
+            half = (len(la) + 1) // 2  # right side from the annulus up, then the left side back down
+            right, left = la[:half], la[half - 1:][::-1]
+            z = np.linspace(right[0, 1], right[-1, 1], 4001)
+            heights.append(z)
+            widths.append(np.interp(z, right[:, 1], right[:, 0]) - np.interp(z, left[:, 1], left[:, 0]))
+        return _elliptic_stack_ml(heights, widths)
+
+    def myocardial_volume_ml(self, phase: float) -> float:
+        """True LV myocardial volume (ml): the epicardial body (elliptic cross-sections with the 4CH and 2CH
+        epicardial widths, from the epicardial apex to the mitral plane) less the cavity."""
+        heights, widths = [], []
+        for view in PHANTOM_VIEWS:
+            outline = self.lv_outline(view, phase)
+            left, right = outline["epi_left"], outline["epi_right"]
+            z = np.linspace(max(left[0, 1], right[0, 1]), min(left[-1, 1], right[-1, 1]), 4001)
+            heights.append(z)
+            widths.append(np.interp(z, right[:, 1], right[:, 0]) - np.interp(z, left[:, 1], left[:, 0]))
+        return _elliptic_stack_ml(heights, widths) - float(self.lv_volume_ml(phase))
+
     # ------------------------------------------------------------------ geometry of a view
     def pose(self, view: str, phase: float) -> HeartPose:
         a = self.anatomy
@@ -555,6 +587,13 @@ class Heart:
 
 
 # ---------------------------------------------------------------------------- shape helpers
+def _elliptic_stack_ml(heights: list[np.ndarray], widths: list[np.ndarray]) -> float:
+    """π/4 ∫ w4(z)·w2(z) dz in ml, over the heights both views cover (widths sampled at ``heights``)."""
+    z = np.linspace(max(h[0] for h in heights), min(h[-1] for h in heights), 8001)
+    w4, w2 = (np.clip(np.interp(z, h, w), 0.0, None) for h, w in zip(heights, widths, strict=True))
+    return float(np.pi / 4.0 * trapezoid(w4 * w2, z) / 1000.0)
+
+
 def _offset(curve: np.ndarray, distance: np.ndarray | float) -> np.ndarray:
     """Offset an open ``N×2`` curve (x, z) along its normal; positive is to the left of the walking
     direction, which is outwards for the endocardium walked left hinge → apex → right hinge."""

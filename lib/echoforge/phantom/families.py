@@ -165,7 +165,8 @@ def true_beats(volumes: np.ndarray) -> list[tuple[int, int]]:
 def family_cine(seed: int, family: str, view: str, cycles: float, size: tuple[int, int] = (112, 112),
                 random_start: bool = True):  # noqa: ANN201 (an EchoVideo)
     """A clip of ``cycles`` heart beats of patient ``seed`` of ``family`` at its frame rate, with full
-    labels; ED/ES are those of its first complete beat and ``meta["beats"]`` lists every beat. It starts
+    labels; ED/ES are those of its first complete beat and ``meta["beat_frames"]`` lists every beat's
+    (ED, ES) frames (``meta["beats"]`` keeps the renderer's per-beat truth). It starts
     at a random phase (``random_start``) or just before end-diastole."""
     patient = make_family_patient(seed, family)
     fps = patient.acquisition.fps
@@ -174,7 +175,7 @@ def family_cine(seed: int, family: str, view: str, cycles: float, size: tuple[in
                            start_phase=start)
     found = true_beats(np.asarray(video.meta["true_lv_volume_ml"]))
     ed, es = found[0] if found else (video.ed, video.es)
-    return video.replace(ed=ed, es=es, meta={**video.meta, "beats": found})
+    return video.replace(ed=ed, es=es, meta={**video.meta, "beat_frames": found})
 
 
 def apply_acquisition(frames: np.ndarray, labels: np.ndarray, sector: np.ndarray, acquisition: Acquisition,

@@ -4,16 +4,18 @@ Needs only what 3D Slicer's own Python ships (numpy and the standard library), s
 tested — in plain Python too:
 
 * :mod:`.client` — :class:`EchoForgeClient`, the HTTP client for the EchoForge MONAI Label server;
-* :mod:`.volume`, :mod:`.geometry`, :mod:`.nifti`, :mod:`.nrrd` — videos and labels as T×H×W
-  arrays, converted from and to files and Slicer arrays with the server's orientation rule;
+* :mod:`.volume`, :mod:`.nifti`, :mod:`.nrrd` — videos and labels as T×H×W arrays, converted from
+  and to files and Slicer arrays with the server's orientation rule and header fields;
 * :mod:`.cine` — a cine as Slicer holds it: frames of sequences, volumes and MultiVolumes, the
   frame time from a sequence's index values, the pixel size from the DICOM attributes;
 * :mod:`.annotations`, :mod:`.session` — which frames were drawn, ED/ES marks, the loop per video;
 * :mod:`.state` — the module's state as JSON for its parameter node (survives module reload);
-* :mod:`.measurements` — LV areas, ED/ES, method-of-disks volumes and EF (the ``echoforge``
-  library's algorithm);
 * :mod:`.report` — the clinical report as data (JSON); its pictures are drawn by the module with
   Slicer's plot and slice views.
+
+Measurements (every beat's ED/ES, volumes, EF, GLS, LA volume, LV mass, quality flags), labels,
+agreement statistics and the orientation rule come from ``EchoForgeCore``, the ``echoforge``
+library's numpy-only core, shipped with the module as an identical copy.
 """
 
 from .annotations import FrameAnnotations
@@ -22,7 +24,6 @@ from .errors import (
     AnnotationError,
     EchoForgeClientError,
     EchoForgeModuleError,
-    MeasurementError,
     ServerBusyError,
     ServerFailedError,
     ServerRejectedError,
@@ -39,7 +40,6 @@ __all__ = [
     "EchoForgeClientError",
     "EchoForgeModuleError",
     "FrameAnnotations",
-    "MeasurementError",
     "SegmentationResult",
     "ServerBusyError",
     "ServerFailedError",

@@ -8,16 +8,20 @@ Every error here carries a message a clinician can read in a dialog box as it is
         show_message(str(err))  # "The server refused the request: label values ... (HTTP 422)"
 
 ``EchoForgeClientError`` and its subclasses are about the server; the others are about the data
-in the module (nothing annotated, an unreadable file, a frame that cannot be measured).
+in the module (nothing annotated, an unreadable file). Labels and measurements that cannot be used
+(no LV cavity on the ED frame, values outside 0-3, a frame outside the video) raise the shared
+core's errors (:mod:`EchoForgeCore.errors`), which are module errors too.
 """
 
 from __future__ import annotations
 
 from typing import Optional
 
+from EchoForgeCore.errors import EchoForgeError
 
-class EchoForgeModuleError(Exception):
-    """Base class of every error the EchoForge module reports to its user."""
+#: Base class of every error the EchoForge module reports to its user: the core's own base, so that
+#: the core's label and measurement errors are caught with the module's.
+EchoForgeModuleError = EchoForgeError
 
 
 class EchoForgeClientError(EchoForgeModuleError):
@@ -80,7 +84,3 @@ class AnnotationError(EchoForgeModuleError):
 
 class VolumeFormatError(EchoForgeModuleError):
     """A video or label file that cannot be read or written (corrupt, unsupported, wrong shape)."""
-
-
-class MeasurementError(EchoForgeModuleError):
-    """A measurement that cannot be made on these labels (for example no LV cavity on the ED frame)."""

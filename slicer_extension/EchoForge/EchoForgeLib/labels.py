@@ -1,4 +1,4 @@
-"""The label convention (CAMUS), the same as the ``echoforge`` library's.
+"""The label convention (CAMUS), from the shared core (:mod:`EchoForgeCore.labels`).
 
 =====  =================  ===================
 value  segment name       colour (RGB, 0-255)
@@ -14,16 +14,8 @@ Segment names in Slicer are the long names; the server's ``/info/`` lists the sa
 
 from __future__ import annotations
 
-BACKGROUND = 0
-LV = 1
-MYOCARDIUM = 2
-LA = 3
-MAX_LABEL = 3
-
-#: label value → segment name shown to clinicians (and used by the server's ``/info/``)
-SEGMENT_NAMES: dict[int, str] = {LV: "LV cavity", MYOCARDIUM: "LV myocardium", LA: "Left atrium"}
-#: label value → RGB colour, 0-255
-COLORS: dict[int, tuple[int, int, int]] = {LV: (230, 70, 70), MYOCARDIUM: (80, 170, 230), LA: (240, 200, 60)}
+from EchoForgeCore.labels import BACKGROUND, COLORS, LA, LV, MAX_LABEL, MYOCARDIUM  # noqa: F401 (re-exported)
+from EchoForgeCore.labels import LONG_NAMES as SEGMENT_NAMES
 
 
 def label_values_by_name(server_labels: dict[str, int]) -> dict[str, int]:

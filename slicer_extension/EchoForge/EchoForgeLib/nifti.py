@@ -4,14 +4,15 @@ Reads 2-D and 3-D images (4-D when the extra axes have size 1) of the usual inte
 types and RGB24, little or big endian, with the geometry of the sform, else the qform, else the
 default (nibabel's ``get_best_affine`` order). Writes a 3-D volume with both sform and qform set.
 
-EchoForge keeps a few fields in the header: ``descrip`` (``echoforge:key=value;...``) and a
-comment extension (``echoforge:annotated_frames=0,9``) carry the annotated frames and frame time.
+EchoForge keeps a few fields in the header (:mod:`EchoForgeCore.volume`): ``descrip``
+(``echoforge:key=value;...``) and, for lists too long for it, a comment extension
+(``echoforge:annotated_frames=0,9``). Whether the spacing is physical is one of them
+(``calibrated=no``), not the NIfTI unit code.
 """
 
 from __future__ import annotations
 
 import gzip
-import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -19,13 +20,14 @@ from typing import Optional
 
 import numpy as np
 
+from EchoForgeCore.volume import nifti_field_texts, parse_field_text
+
 from .errors import VolumeFormatError
 
 HEADER_SIZE = 348
 DATA_OFFSET = 352
 UNITS_MM = 2
 COMMENT_EXTENSION = 6
-FIELD_PREFIX = "echoforge:"
 
 #: NIfTI datatype code → numpy type (byte order applied separately)
 DATATYPES: dict[int, str] = {2: "u1", 4: "i2", 8: "i4", 16: "f4", 64: "f8", 256: "i1", 512: "u2", 768: "u4",
@@ -41,13 +43,11 @@ class NiftiImage:
     Attributes:
         data: the voxel array, axes (i, j, k, ...) as in the file.
         affine: 4×4 IJK→RAS matrix.
-        calibrated: whether the header gives a physical length unit (else the spacing is nominal).
         fields: EchoForge's ``key=value`` fields from ``descrip`` and comment extensions.
     """
 
     data: np.ndarray
     affine: np.ndarray
-    calibrated: bool
     fields: dict[str, str]
 
 
@@ -76,7 +76,6 @@ def read_nifti(raw: bytes, name: str = "the NIfTI file") -> NiftiImage:
     pixdim = unpack("8f", 76)
     vox_offset = int(unpack("f", 108)[0])
     slope, intercept = unpack("2f", 112)
-    units = raw[123] & 0x07
     qform_code, sform_code = unpack("2h", 252)
     ndim = dims[0]
     if not 1 <= ndim <= 7:
@@ -105,21 +104,19 @@ def read_nifti(raw: bytes, name: str = "the NIfTI file") -> NiftiImage:
     else:  # no orientation: the ANALYZE default nibabel uses
         zooms = [abs(p) if p else 1.0 for p in pixdim[1:4]]
         affine = np.diag([-zooms[0], zooms[1], zooms[2], 1.0])
-    descrip = raw[148:228].split(b"\x00", 1)[0].decode("latin-1").strip()
-    fields = _parse_fields(descrip)
+    fields = parse_field_text(raw[148:228].split(b"\x00", 1)[0].decode("latin-1"))
     fields.update(_extension_fields(raw, start, endian))
-    return NiftiImage(data=data, affine=affine, calibrated=units != 0, fields=fields)
+    return NiftiImage(data=data, affine=affine, fields=fields)
 
 
-def write_nifti(data: np.ndarray, affine: np.ndarray, calibrated: bool = True,
-                fields: Optional[dict[str, str]] = None, compress: bool = True) -> bytes:
-    """NIfTI-1 bytes of a 3-D array (axes i, j, k) with ``affine`` as sform and qform.
+def write_nifti(data: np.ndarray, affine: np.ndarray, fields: Optional[dict[str, str]] = None,
+                compress: bool = True) -> bytes:
+    """NIfTI-1 bytes of a 3-D array (axes i, j, k) with ``affine`` as sform and qform, lengths in mm.
 
     Args:
         data: the array in file axis order; uint8, integer or float.
         affine: 4×4 IJK→RAS matrix.
-        calibrated: write millimetres as the length unit (else "unknown": the spacing is nominal).
-        fields: EchoForge ``key=value`` fields for the ``descrip`` field.
+        fields: EchoForge ``key=value`` header fields (``descrip``, and a comment extension for long lists).
         compress: gzip the result (for ``.nii.gz``).
     """
     arr = np.asarray(data)
@@ -139,17 +136,23 @@ def write_nifti(data: np.ndarray, affine: np.ndarray, calibrated: bool = True,
     struct.pack_into("<8h", header, 40, *dims)
     struct.pack_into("<2h", header, 70, code, arr.dtype.itemsize * 8)
     struct.pack_into("<8f", header, 76, *pixdim)
-    struct.pack_into("<f", header, 108, float(DATA_OFFSET))
+    descrip, extension = nifti_field_texts(fields or {})
+    extension_block = b""
+    if extension:  # a comment extension: size (a multiple of 16, 8 header bytes included), code, text
+        text = extension.encode("latin-1") + b"\x00"
+        size = -(-(len(text) + 8) // 16) * 16
+        extension_block = struct.pack("<2i", size, COMMENT_EXTENSION) + text.ljust(size - 8, b"\x00")
+    struct.pack_into("<f", header, 108, float(DATA_OFFSET + len(extension_block)))
     struct.pack_into("<2f", header, 112, 1.0, 0.0)
-    header[123] = UNITS_MM if calibrated else 0
-    text = (FIELD_PREFIX + ";".join(f"{k}={v}" for k, v in (fields or {}).items())) if fields else ""
-    header[148:148 + min(len(text), 79)] = text.encode("latin-1")[:79]
+    header[123] = UNITS_MM
+    header[148:148 + len(descrip)] = descrip.encode("latin-1")
     struct.pack_into("<2h", header, 252, 1, 1)
     struct.pack_into("<3f", header, 256, *quaternion)
     struct.pack_into("<3f", header, 268, *matrix[:3, 3])
     struct.pack_into("<12f", header, 280, *matrix[:3, :4].ravel())
     header[344:348] = b"n+1\x00"
-    payload = bytes(header) + b"\x00" * 4 + arr.tobytes(order="F")
+    flag = b"\x01\x00\x00\x00" if extension_block else b"\x00" * 4
+    payload = bytes(header) + flag + extension_block + arr.tobytes(order="F")
     return gzip.compress(payload, compresslevel=6) if compress else payload
 
 
@@ -195,12 +198,6 @@ def _quaternion(rotation: np.ndarray) -> tuple[tuple[float, float, float], float
     return (float(b), float(c), float(d)), qfac
 
 
-def _parse_fields(text: str) -> dict[str, str]:
-    if not text.startswith(FIELD_PREFIX):
-        return {}
-    return dict(re.findall(r"(\w+)=([^;]*)", text[len(FIELD_PREFIX):]))
-
-
 def _extension_fields(raw: bytes, data_start: int, endian: str) -> dict[str, str]:
     """EchoForge fields from comment extensions (between the header and the data)."""
     fields: dict[str, str] = {}
@@ -212,6 +209,6 @@ def _extension_fields(raw: bytes, data_start: int, endian: str) -> dict[str, str
         if size < 8 or offset + size > data_start:
             break
         if code == COMMENT_EXTENSION:
-            fields.update(_parse_fields(raw[offset + 8:offset + size].split(b"\x00", 1)[0].decode("latin-1")))
+            fields.update(parse_field_text(raw[offset + 8:offset + size].split(b"\x00", 1)[0].decode("latin-1")))
         offset += size
     return fields

@@ -17,9 +17,9 @@ from typing import Optional
 
 import numpy as np
 
-from .errors import VolumeFormatError
+from EchoForgeCore.volume import NRRD_PREFIX
 
-FIELD_PREFIX = "echoforge_"
+from .errors import VolumeFormatError
 
 _TYPES: dict[str, str] = {}
 for _names, _code in ((("signed char", "int8", "int8_t", "char"), "i1"),
@@ -49,13 +49,11 @@ class NrrdImage:
     Attributes:
         data: the array, axes in file order (a frame axis of kind ``list``/``time`` moved last).
         affine: 4×4 IJK→RAS matrix of those axes (identity directions when the file has none).
-        calibrated: whether the file gives space directions (else the spacing is nominal).
         fields: ``key:=value`` fields whose key starts with ``echoforge_`` (prefix removed).
     """
 
     data: np.ndarray
     affine: np.ndarray
-    calibrated: bool
     fields: dict[str, str]
 
 
@@ -131,8 +129,8 @@ def read_nrrd(raw: bytes, name: str = "the NRRD file") -> NrrdImage:
                 affine[:3, 3] = to_ras @ np.asarray(origin[0])
     if frame_axis is not None and dimension == 3:
         data = np.moveaxis(data, frame_axis, -1)
-    fields = {k[len(FIELD_PREFIX):]: v for k, v in custom.items() if k.startswith(FIELD_PREFIX)}
-    return NrrdImage(data=data, affine=affine, calibrated=bool(spatial), fields=fields)
+    fields = {k[len(NRRD_PREFIX):]: v for k, v in custom.items() if k.startswith(NRRD_PREFIX)}
+    return NrrdImage(data=data, affine=affine, fields=fields)
 
 
 def write_nrrd(data: np.ndarray, affine: np.ndarray, fields: Optional[dict[str, str]] = None) -> bytes:
@@ -156,7 +154,7 @@ def write_nrrd(data: np.ndarray, affine: np.ndarray, fields: Optional[dict[str, 
              "space directions: " + " ".join(vector(lps[:, a]) for a in range(3)),
              "kinds: domain domain domain", "endian: little", "encoding: gzip",
              f"space origin: {vector(origin)}"]
-    lines += [f"{FIELD_PREFIX}{k}:={v}" for k, v in (fields or {}).items()]
+    lines += [f"{NRRD_PREFIX}{k}:={v}" for k, v in (fields or {}).items()]
     return ("\n".join(lines) + "\n\n").encode("latin-1") + gzip.compress(arr.tobytes(order="F"), compresslevel=6)
 
 

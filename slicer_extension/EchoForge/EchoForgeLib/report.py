@@ -27,48 +27,10 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .measurements import clip_measurements
+from EchoForgeCore.agreement import agreement
+from EchoForgeCore.clip import report_measurements
 
-#: half-width of the 95 % limits of agreement, in standard deviations of the differences
-LOA_Z = 1.96
 STUDY_REPORT_NAME = "echoforge_report.json"
-
-
-def agreement(values: Sequence[float], reference: Sequence[float]) -> dict[str, Any]:
-    """Bias, spread and correlation of ``values`` against ``reference`` (the library's ``agreement``, same keys).
-
-    Pairs with a missing value are dropped. Returns ``n``, ``n_dropped``, ``bias`` (mean of
-    values − reference), ``sd`` (ddof 1), ``loa_lower``/``loa_upper`` (bias ∓ 1.96 sd),
-    ``pearson_r``, ``mae``, ``rmse`` and ``r2``; NaN where there are too few pairs.
-    """
-    p = np.array([np.nan if v is None else v for v in values], dtype=np.float64).ravel()
-    r = np.array([np.nan if v is None else v for v in reference], dtype=np.float64).ravel()
-    if p.shape != r.shape:
-        raise ValueError(f"values and reference must be paired: {p.size} vs {r.size}")
-    keep = np.isfinite(p) & np.isfinite(r)
-    p, r = p[keep], r[keep]
-    n = int(p.size)
-    nan = float("nan")
-    out: dict[str, Any] = {"n": n, "n_dropped": int(keep.size - n), "bias": nan, "sd": nan, "loa_lower": nan,
-                           "loa_upper": nan, "pearson_r": nan, "mae": nan, "rmse": nan, "r2": nan}
-    if n == 0:
-        return out
-    diff = p - r
-    out["bias"] = float(diff.mean())
-    out["mae"] = float(np.abs(diff).mean())
-    out["rmse"] = float(np.sqrt(np.mean(diff ** 2)))
-    if n < 2:
-        return out
-    sd = float(diff.std(ddof=1))
-    out.update(sd=sd, loa_lower=out["bias"] - LOA_Z * sd, loa_upper=out["bias"] + LOA_Z * sd)
-    pc, rc = p - p.mean(), r - r.mean()
-    denominator = float(np.sqrt(np.sum(pc ** 2) * np.sum(rc ** 2)))
-    if denominator > 0:
-        out["pearson_r"] = float(np.clip(np.sum(pc * rc) / denominator, -1.0, 1.0))
-    total = float(np.sum(rc ** 2))
-    if total > 0:
-        out["r2"] = 1.0 - float(np.sum(diff ** 2)) / total
-    return out
 
 
 def video_report(name: str, labels: np.ndarray, spacing: Optional[tuple[float, float]],
@@ -91,7 +53,7 @@ def video_report(name: str, labels: np.ndarray, spacing: Optional[tuple[float, f
         The report dictionary (with ``report_json`` when written).
     """
     labels = np.asarray(labels)
-    m = clip_measurements(labels, spacing, frame_time_ms, ed, es)
+    m = report_measurements(labels, spacing, frame_time_ms, ed, es)
     report: dict[str, Any] = {"source": source or name, "frames": int(labels.shape[0]),
                               "size": [int(s) for s in labels.shape[1:]],
                               "spacing_mm": list(spacing) if spacing else None, "frame_time_ms": frame_time_ms,

@@ -17,38 +17,22 @@ A failed server call raises and leaves the annotations and the previous result a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
 
+from EchoForgeCore.clip import ClipMeasurement, measure_clip
+from EchoForgeCore.clip import measure_pair as measure_clip_pair
+from EchoForgeCore.errors import EchoForgeError
+from EchoForgeCore.pairing import patient_key, view_from_name
+
 from .annotations import FrameAnnotations
 from .client import EchoForgeClient
-from .errors import AnnotationError, MeasurementError
-from .measurements import clip_measurements, measure_biplane
+from .errors import AnnotationError
 from .report import study_report, video_report
 from .volume import Volume
-
-_VIEW_PATTERNS = (("2CH", re.compile(r"(?i)(?:^|[^a-z0-9])(?:2ch|a2c|ap2)(?:$|[^a-z0-9])")),
-                  ("4CH", re.compile(r"(?i)(?:^|[^a-z0-9])(?:4ch|a4c|ap4)(?:$|[^a-z0-9])")))
-
-
-def view_from_name(name: str) -> str:
-    """``2CH`` or ``4CH`` when the video's name says so (``patient0001_2CH``, ``case_a4c``), else ``unknown``."""
-    for view, pattern in _VIEW_PATTERNS:
-        if pattern.search(name):
-            return view
-    return "unknown"
-
-
-def patient_key(name: str) -> str:
-    """The video's name without its view token: the 2CH and 4CH of one patient share it."""
-    key = name
-    for _, pattern in _VIEW_PATTERNS:
-        key = pattern.sub("_", key)
-    return key.strip("_")
 
 
 class VideoSession:
@@ -113,12 +97,22 @@ class VideoSession:
 
     # ------------------------------------------------------------------ measuring and reporting
     def measurements(self) -> dict[str, Any]:
-        """ED/ES, LV area and volume curves, EDV/ESV/EF of the last result (marked ED/ES win over detected).
+        """Every beat's ED/ES, EDV/ESV/EF, GLS, LA volume and LV mass, their means, the LV curves, of the last
+        result (the marked ED/ES are used for their beat; the ECG's R-waves, when the video has them, cut
+        the beats; the server's per-frame confidence flags poor frames).
 
         Raises:
             AnnotationError: no segmentation yet.
         """
-        return clip_measurements(self.require_result(), self.video.spacing, self.video.frame_time_ms, self.ed, self.es)
+        return self.clip().result
+
+    def clip(self) -> ClipMeasurement:
+        """The measurements of the last result with the geometries behind them (for biplane pairs)."""
+        confidence = self.result_info.get("frame_confidence")
+        if confidence is not None and len(confidence) != self.video.n_frames:
+            confidence = None
+        return measure_clip(self.require_result(), self.video.spacing, self.video.frame_time_ms, self.ed, self.es,
+                            self.video.r_waves_ms, confidence)
 
     def report(self, out_dir: Optional[str] = None, pictures: Optional[Mapping[str, str]] = None) -> dict[str, Any]:
         """The clinical report of this video (JSON dict; with ``out_dir``, also its file).
@@ -155,7 +149,8 @@ class BiplaneResult:
     def to_dict(self) -> dict[str, Any]:
         m = self.measurements
         return {"patient": self.patient, "2CH": self.video_2ch, "4CH": self.video_4ch,
-                **{k: m.get(k) for k in ("available", "reason", "edv_ml", "esv_ml", "ef")}}
+                **{k: m.get(k) for k in ("available", "reason", "edv_ml", "esv_ml", "ef", "ef_mean", "ef_sd", "n_beats", "pairing",
+                                         "pairing_note", "beats", "la_volume_ml", "lv_mass_g")}}
 
 
 def biplane_pairs(sessions: Sequence[VideoSession]) -> list[tuple[VideoSession, VideoSession]]:
@@ -169,9 +164,8 @@ def biplane_pairs(sessions: Sequence[VideoSession]) -> list[tuple[VideoSession, 
 
 
 def measure_pair(two_chamber: VideoSession, four_chamber: VideoSession) -> BiplaneResult:
-    """Biplane EDV/ESV/EF of a 2CH and a 4CH session (each view's marked or detected ED/ES)."""
-    m = measure_biplane(two_chamber.require_result(), two_chamber.video.spacing, four_chamber.require_result(),
-                        four_chamber.video.spacing, two_chamber.ed, two_chamber.es, four_chamber.ed, four_chamber.es)
+    """Biplane EDV/ESV/EF (every beat, paired), LA volume and LV mass of a 2CH and a 4CH session."""
+    m = measure_clip_pair(two_chamber.clip(), four_chamber.clip())
     return BiplaneResult(patient_key(two_chamber.image_id), two_chamber.image_id, four_chamber.image_id, m)
 
 
@@ -191,7 +185,7 @@ def write_study_report(sessions: Sequence[VideoSession], out_dir: str,
     for pair in biplane_pairs(measured):
         try:
             biplane.append(measure_pair(*pair).to_dict())
-        except MeasurementError as err:
+        except EchoForgeError as err:
             biplane.append({"patient": patient_key(pair[0].image_id), "available": False, "reason": str(err)})
     return study_report(reports, out_dir, {s.image_id: s.reference_ef for s in measured}, biplane, pictures.get(""))
 
@@ -199,8 +193,9 @@ def write_study_report(sessions: Sequence[VideoSession], out_dir: str,
 def measurement_rows(sessions: Sequence[VideoSession]) -> list[dict[str, Any]]:
     """The module's results table: one row per segmented video, then one per 2CH/4CH pair (biplane).
 
-    Each row has ``video``, ``view``, ``ed``, ``es``, ``edv_ml``, ``esv_ml``, ``ef``, ``method``,
-    ``note`` (why a value is missing) and ``reference_ef``.
+    Each row has ``video``, ``view``, ``ed``, ``es``, ``edv_ml``, ``esv_ml``, ``ef`` (the single-beat values),
+    ``ef_mean``, ``ef_sd`` and ``n_beats`` (over the usable beats), ``method``, ``note`` (why a value is
+    missing, how many beats, how biplane beats were paired) and ``reference_ef``.
     """
     rows = []
     for session in sessions:
@@ -209,16 +204,18 @@ def measurement_rows(sessions: Sequence[VideoSession]) -> list[dict[str, Any]]:
         m = session.measurements()
         rows.append({"video": session.image_id, "view": session.view, "ed": m.get("ed"), "es": m.get("es"),
                      "edv_ml": m.get("edv_disks_ml"), "esv_ml": m.get("esv_disks_ml"), "ef": m.get("ef"),
-                     "method": "single plane (disks)", "note": m.get("reason") or "",
+                     "ef_mean": m.get("ef_mean"), "ef_sd": m.get("ef_sd"), "n_beats": m.get("n_beats_used"),
+                     "method": "single plane (disks)", "note": m.get("reason") or m.get("beats_note") or "",
                      "reference_ef": session.reference_ef})
     for two, four in biplane_pairs(sessions):
         row = {"video": f"{patient_key(two.image_id)} (biplane)", "view": "2CH+4CH", "ed": None, "es": None,
-               "edv_ml": None, "esv_ml": None, "ef": None, "method": "biplane (disks)", "note": "",
-               "reference_ef": None}
+               "edv_ml": None, "esv_ml": None, "ef": None, "ef_mean": None, "ef_sd": None, "n_beats": None,
+               "method": "biplane (disks)", "note": "", "reference_ef": None}
         try:
             b = measure_pair(two, four).measurements
-            row.update(edv_ml=b["edv_ml"], esv_ml=b["esv_ml"], ef=b["ef"], note=b["reason"] or "")
-        except MeasurementError as err:
+            row.update(edv_ml=b["edv_ml"], esv_ml=b["esv_ml"], ef=b["ef"], ef_mean=b["ef_mean"], ef_sd=b["ef_sd"],
+                       n_beats=b["n_beats"], note=b["reason"] or b["pairing"] or "")
+        except EchoForgeError as err:
             row["note"] = str(err)
         rows.append(row)
     return rows

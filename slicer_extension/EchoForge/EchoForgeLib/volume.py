@@ -1,26 +1,35 @@
 """Echo videos and label volumes as T×H×W arrays with the geometry needed to write them back.
 
-A :class:`Volume` is what the module works on: the frames (T×H×W, upright, see
-:mod:`EchoForgeLib.geometry`), the pixel spacing when it is known, and the layout of the file or
+A :class:`Volume` is what the module works on: the frames (T×H×W, upright by the orientation rule
+of :mod:`EchoForgeCore.volume`), the pixel spacing when it is known, and the layout of the file or
 Slicer node it came from. Labels computed on the frames are written back with
 :func:`write_label_volume` on that same layout, so the server (whose shape check compares the
 label with its own copy of the video) and Slicer overlay them exactly.
 
-Files are NIfTI-1 (``.nii``, ``.nii.gz``) or NRRD (``.nrrd``), recognised by their content.
+Files are NIfTI-1 (``.nii``, ``.nii.gz``) or NRRD (``.nrrd``), recognised by their content. Their
+header fields (frame time, annotated frames, ECG R-waves, ``calibrated=no``) are read and written
+with the core's rules, the same as the server's.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Optional, Union
 
 import numpy as np
 
+from EchoForgeCore.volume import (
+    FrameLayout,
+    decode_fields,
+    encode_fields,
+    frame_layout,
+    frames_from_slicer_array,
+    upright_ijk_to_ras,
+)
+
 from .errors import VolumeFormatError
-from .geometry import FrameLayout, frame_layout, frames_from_slicer_array, upright_ijk_to_ras
 from .nifti import read_nifti, write_nifti
 from .nrrd import read_nrrd, write_nrrd
 
@@ -38,6 +47,7 @@ class Volume:
             (volumes are then not measured; EF comes from pixel areas).
         frame_time_ms: time between frames, when the source says.
         annotated_frames: the frames a label file says were annotated (EchoForge header field), if any.
+        r_waves_ms: ECG R-wave times from the first frame (header field of a converted DICOM), if any.
     """
 
     frames: np.ndarray
@@ -45,6 +55,7 @@ class Volume:
     spacing: Optional[tuple[float, float]]
     frame_time_ms: Optional[float] = None
     annotated_frames: Optional[tuple[int, ...]] = None
+    r_waves_ms: Optional[tuple[float, ...]] = None
 
     @property
     def n_frames(self) -> int:
@@ -69,13 +80,15 @@ class Volume:
         return np.round(np.nan_to_num(scaled) * 255.0).astype(np.uint8)
 
 
-def volume_from_array(array_ijk: np.ndarray, ijk_to_ras: np.ndarray, calibrated: bool = True,
+def volume_from_array(array_ijk: np.ndarray, ijk_to_ras: np.ndarray,
                       fields: Optional[dict[str, str]] = None) -> Volume:
-    """A :class:`Volume` from an (i, j, k) array (frames along k) and its IJK→RAS matrix."""
+    """A :class:`Volume` from an (i, j, k) array (frames along k), its IJK→RAS matrix and header fields
+    (``calibrated=no`` among them marks the spacing as nominal)."""
     layout = frame_layout(array_ijk.shape, ijk_to_ras)
-    info = _decode_fields(fields or {})
-    return Volume(frames=layout.to_frames(array_ijk), layout=layout, spacing=layout.spacing if calibrated else None,
-                  frame_time_ms=info.get("frame_time_ms"), annotated_frames=info.get("annotated_frames"))
+    info = decode_fields(fields or {})
+    return Volume(frames=layout.to_frames(array_ijk), layout=layout,
+                  spacing=layout.spacing if info["calibrated"] else None, frame_time_ms=info.get("frame_time_ms"),
+                  annotated_frames=info.get("annotated_frames"), r_waves_ms=info.get("r_waves_ms"))
 
 
 def volume_from_slicer(array_kji: np.ndarray, ijk_to_ras: np.ndarray, calibrated: bool = True) -> Volume:
@@ -116,7 +129,7 @@ def parse_volume(raw: bytes, name: str = "the volume") -> Volume:
     if data.ndim != 3:
         raise VolumeFormatError(f"{name}: expected a 2-D image or an H×W×T volume, got shape {image.data.shape}")
     affine = image.affine if image.data.ndim <= 3 else np.eye(4)
-    return volume_from_array(data, affine, image.calibrated, image.fields)
+    return volume_from_array(data, affine, image.fields)
 
 
 def read_volume(path: PathLike) -> Volume:
@@ -136,20 +149,16 @@ def encode_volume(frames: np.ndarray, layout: FrameLayout, extension: str = ".ni
 
     Args:
         extension: ``.nii.gz``, ``.nii`` or ``.nrrd``.
-        calibrated: whether the spacing is physical (NIfTI writes its length unit only then).
+        calibrated: whether the spacing is physical (else the header says ``calibrated=no``).
         annotated_frames: recorded in the header (EchoForge field), if given.
         frame_time_ms: recorded in the header, if given.
     """
-    fields: dict[str, str] = {}
-    if frame_time_ms:
-        fields["frame_time_ms"] = f"{frame_time_ms:.6g}"
-    if annotated_frames:
-        fields["annotated_frames"] = ",".join(str(int(f)) for f in annotated_frames)
+    fields = encode_fields(calibrated=calibrated, frame_time_ms=frame_time_ms, annotated_frames=annotated_frames)
     array = layout.from_frames(np.asarray(frames))
     if extension == ".nrrd":
         return write_nrrd(array, layout.ijk_to_ras, fields)
     if extension in (".nii.gz", ".nii"):
-        return write_nifti(array, layout.ijk_to_ras, calibrated, fields, compress=extension == ".nii.gz")
+        return write_nifti(array, layout.ijk_to_ras, fields, compress=extension == ".nii.gz")
     raise VolumeFormatError(f"cannot write {extension!r}: use .nii.gz, .nii or .nrrd")
 
 
@@ -179,16 +188,3 @@ def file_extension(path: PathLike) -> str:
         if name.endswith(extension):
             return extension
     return os.path.splitext(name)[1]
-
-
-def _decode_fields(fields: dict[str, str]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    try:
-        if fields.get("frame_time_ms"):
-            out["frame_time_ms"] = float(fields["frame_time_ms"])
-        if fields.get("annotated_frames", "").strip():
-            out["annotated_frames"] = tuple(int(a) for a in re.split(r"[,\s]+", fields["annotated_frames"].strip())
-                                            if a)
-    except ValueError:
-        pass  # a foreign or damaged field is not worth refusing the volume for
-    return out

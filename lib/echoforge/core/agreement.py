@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Optional, Union
 
 import numpy as np
 
 #: Half-width of the 95 % limits of agreement, in standard deviations of the differences.
 LOA_Z = 1.96
 
+Values = Union[np.ndarray, Sequence[Optional[float]]]
 
-def agreement(pred: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
+
+def agreement(pred: Values, ref: Values) -> dict[str, Any]:
     """Bias, spread and correlation of ``pred`` against ``ref``.
 
     Pairs where either value is NaN (or infinite, or ``None``) are dropped first.
@@ -30,8 +33,8 @@ def agreement(pred: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
     Raises:
         ValueError: ``pred`` and ``ref`` differ in length.
     """
-    p = np.asarray(pred, dtype=np.float64).ravel()
-    r = np.asarray(ref, dtype=np.float64).ravel()
+    p = _floats(pred)
+    r = _floats(ref)
     if p.shape != r.shape:
         raise ValueError(f"pred and ref must be paired: {p.size} vs {r.size} values")
     keep = np.isfinite(p) & np.isfinite(r)
@@ -58,3 +61,10 @@ def agreement(pred: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
     if total > 0:
         out["r2"] = 1.0 - float(np.sum(diff ** 2)) / total
     return out
+
+
+def _floats(values: Values) -> np.ndarray:
+    """``values`` as a flat float64 array, ``None`` as NaN."""
+    if isinstance(values, np.ndarray):
+        return values.astype(np.float64).ravel()
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64).ravel()
