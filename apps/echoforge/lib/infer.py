@@ -37,7 +37,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 from echoforge import labels as L
 from echoforge.engine.adapt import AdaptConfig, adapt_to_video, prepare, propagation_fit, shift_score
 from echoforge.engine.inference import segment_video
-from echoforge.errors import UnreadableFileError
+from echoforge.errors import InvalidVideoError, UnreadableFileError
 from echoforge.io.atomic import compound_suffix, finite_json
 from echoforge.io.studies import video_name
 from echoforge.io.volume import attach_labels, read_volume, write_labels_like
@@ -118,6 +118,9 @@ class EchoForgeInfer(InferTask):
             self.partners.remember(video_name(image), version, clip)
 
             def segment(other: Any) -> tuple[Any, Any]:  # the partner, with the served (not adapted) model
+                if other.n_frames > s.max_frames:
+                    raise InvalidVideoError(f"it has {other.n_frames} frames, more than the {s.max_frames} this "
+                                            "server takes (--conf max_frames)")
                 done = segment_video(self.store.get()[0], other, use_annotations=True, chunk=chunk,
                                      device=self.store.device)
                 return done.labels, done
