@@ -221,23 +221,34 @@ def next_frame_rows(model, videos: list[EchoVideo]) -> list[dict[str, Any]]:
              "videos": len(g)} for kind, g in gains.items()]
 
 
+LOOP_METHODS = ("echoforge", "unet", "oracle")
+
+
 def loop_rows(shipped: Path, unet_ckpt: Path, sizes: Sizes, loop_videos: list[EchoVideo],
-              test_videos: list[EchoVideo]) -> list[dict[str, Any]]:
-    """K labelled videos (ED/ES) of each held-out family → automatic Dice on that family's test videos."""
+              test_videos: list[EchoVideo], methods: tuple[str, ...] = LOOP_METHODS) -> list[dict[str, Any]]:
+    """K labelled videos (ED/ES) of each held-out family → automatic Dice on that family's test videos.
+
+    Each (method, K, family) is cached under ``RUNS/loop/`` (so processes can share the work)."""
     rows = []
     for k in (0, 2, 6):
         for family in TEST_FAMILIES:
             labelled = [v for v in loop_videos if v.meta["family"] == family][:k]
             tests = [v for v in test_videos if v.meta["family"] == family]
-            for method in ("echoforge", "unet", "oracle"):
+            for method in methods:
                 if k == 0 and method == "oracle":
                     continue
                 ckpt = unet_ckpt if method == "unet" else shipped
-                model, config, _ = load_model(ckpt)
-                if k:
-                    model = retrain(model, config, labelled, method, sizes)
-                dice = [score(segment_video(model, v, use_annotations=False).labels, v, ())["dice_LV"] for v in tests]
-                rows.append({"method": method, "K": k, "family": family, "dice_LV": float(np.mean(dice))})
+
+                def one(ckpt: Path = ckpt, method: str = method, labelled: list = labelled,
+                        tests: list = tests, k: int = k, family: str = family) -> list[dict[str, Any]]:
+                    model, config, _ = load_model(ckpt)
+                    if k:
+                        model = retrain(model, config, labelled, method, sizes)
+                    dice = [score(segment_video(model, v, use_annotations=False).labels, v, ())["dice_LV"]
+                            for v in tests]
+                    return [{"method": method, "K": k, "family": family, "dice_LV": float(np.mean(dice))}]
+
+                rows += cached(RUNS / "loop" / f"{method}_K{k}_{family}.json", ckpt, one)
     out = []
     for k in (0, 2, 6):
         for method in ("echoforge", "unet", "oracle"):
@@ -282,6 +293,7 @@ def cached(path: Path, source: Path, compute) -> list[dict[str, Any]]:
     if path.exists() and path.stat().st_mtime >= source.stat().st_mtime:
         return json.loads(path.read_text())
     rows = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, rows)
     return rows
 
@@ -368,6 +380,8 @@ def main() -> None:
     parser.add_argument("--adapt-steps", type=int, default=AdaptConfig.steps)
     parser.add_argument("--only", nargs="*", default=None, help="methods to train (default: all)")
     parser.add_argument("--skip-loop", action="store_true")
+    parser.add_argument("--loop-only", nargs="+", choices=LOOP_METHODS,
+                        help="only compute (and cache) the retraining loop of these methods, then stop")
     parser.add_argument("--train-patients", type=int, default=Sizes.train_patients)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (1 on a busy machine)")
     parser.add_argument("--name", default="new_scanner", help="run folder and result file name")
@@ -387,6 +401,11 @@ def main() -> None:
     print(f"{len(train_clips)} training clips, {len(test_videos)} test videos "
           f"({np.mean([v.n_frames for v in test_videos]):.0f} frames on average)", flush=True)
 
+    shipped = RUNS / "echoforge_seed0" / "checkpoints" / "last.pt"
+    if args.loop_only:
+        loop_rows(shipped, RUNS / "unet_seed0" / "checkpoints" / "last.pt", sizes, loop_videos, test_videos,
+                  tuple(args.loop_only))
+        return
     rows: list[dict[str, Any]] = [
         evaluate("copy the nearest drawn frame", copy_nearest, test_videos),
         evaluate("optical flow (Farneback) from the nearest drawn frame", flow_propagation, test_videos),
@@ -406,14 +425,13 @@ def main() -> None:
             print(json.dumps([{k: r[k] for k in r if k != "per_video"} for r in result]), flush=True)
         for i in range(len(per_seed[0])):
             rows.append(mean_sd([r[i] for r in per_seed], ("dice_mean", "dice_LV", "seconds")))
-    shipped = RUNS / "echoforge_seed0" / "checkpoints" / "last.pt"
     if (RUNS / "echoforge_seed0").exists():
         model, _, _ = load_model(shipped)
         rows += next_frame_rows(model, test_videos)
         if not args.skip_loop and (RUNS / "unet_seed0").exists():
-            rows += cached(RUNS / "loop.json", shipped,
-                           lambda: loop_rows(shipped, RUNS / "unet_seed0" / "checkpoints" / "last.pt", sizes,
-                                             loop_videos, test_videos))
+            rows += loop_rows(shipped, RUNS / "unet_seed0" / "checkpoints" / "last.pt", sizes, loop_videos,
+                              test_videos)
+
     timings = timing_rows(load_model(shipped)[0]) if shipped.exists() else []
     goals = targets(rows, timings)
     columns = [("method", "method"), ("dice_LV", "LV Dice"), ("dice_LV_sd", "± SD"), ("dice_myocardium", "myo"),
