@@ -15,8 +15,10 @@ each by a named method (:data:`METHODS`):
 
 Beats flagged as low quality are listed with their reasons and left out of the means; the means
 (and SDs, over at least two beats) are over the others. Without a pixel spacing no volume or mass
-is given (with the reason) while EF, FAC and GLS, being ratios, still are. A clip without a complete
-beat gives the single-beat values of :func:`~.measurements.measure_labels` with a note, and no mean.
+is given (with the reason) while EF, FAC and GLS, being ratios, still are. The single-beat keys
+(kept for compatibility) are those of the marked ED/ES, else of the first complete beat; a clip
+without a complete beat gives the single-beat values of :func:`~.measurements.measure_labels` (its
+clearest systole) with a note, and no mean.
 
 :func:`measure_pair` gives the biplane (CAMUS method of disks) EDV, ESV and EF of a 2CH and a 4CH
 clip of the same patient, plus biplane LA volume and LV mass, saying how beats were paired:
@@ -107,7 +109,8 @@ def measure_clip(labels: np.ndarray, spacing: Optional[Sequence[float]], frame_t
         labels: ``T×H×W`` labels of every frame (1 LV cavity, 2 myocardium, 3 left atrium).
         spacing: pixel size (row, col) in mm, or ``None`` when unknown.
         frame_time_ms: time between frames.
-        ed, es: frames marked by the clinician (used for their beat, and for the single-beat keys).
+        ed, es: frames marked by the clinician (used for their beat, and for the single-beat keys;
+            without marks those are the first complete beat's, ``ed_source`` ``"first beat"``).
         r_waves_ms: ECG R-wave times from the first frame (they cut the beats when given).
         confidence: ``T`` per-frame segmentation confidences (for the ``confidence_drop`` flag).
         probe: (row, col) pixel position of the sector's origin (for the ``apex_far_from_probe`` flag).
@@ -126,12 +129,24 @@ def measure_clip(labels: np.ndarray, spacing: Optional[Sequence[float]], frame_t
     n = lab.shape[0]
     ed = None if ed is None else check_frame(ed, n, "ED frame")
     es = None if es is None else check_frame(es, n, "ES frame")
+    geometries = frame_geometries(lab, sp)
+    volumes = [None if g is None else g.volume_disks for g in geometries]
+    conf = None if confidence is None else np.asarray(confidence, dtype=np.float64).ravel()
+    if conf is not None and conf.size != n:
+        raise ValueError(f"confidence has {conf.size} values for {n} frames")
+    r_frames = r_wave_frames(r_waves_ms, ft, n)
+    beats, source = detect_beats(volumes, r_frames, ft, ed, es)
+    # the single-beat keys: the marked frames, else the clip's first complete beat, else the clip's
+    # clearest systole (detected from the LV areas)
+    single_ed, single_es = (beats[0].ed, beats[0].es) if ed is None and es is None and beats else (ed, es)
     result: dict[str, Any]
     single_geometry = None
     try:
         if n < 2:
             raise InvalidVideoError("a single frame: ED, ES and EF need the frames of a heartbeat")
-        single, g_ed, g_es = measure_view(lab, sp, ft, ed, es)
+        single, g_ed, g_es = measure_view(lab, sp, ft, single_ed, single_es)
+        if ed is None and es is None and beats:
+            single["ed_source"] = single["es_source"] = "first beat"
         if single["ed"] == single["es"]:
             raise InvalidVideoError(f"ED and ES fall on the same frame ({single['ed']}): the LV area does not change "
                                     "over the video, so there is no EF to report")
@@ -144,14 +159,7 @@ def measure_clip(labels: np.ndarray, spacing: Optional[Sequence[float]], frame_t
         result = {**dict.fromkeys(SUMMARY_KEYS), "available": False, "reason": err.problem,
                   "area_unit": "mm²" if sp else "px²",
                   "areas": [round(float(a), 3) for a in lv_area_curve(lab, sp)]}
-    geometries = frame_geometries(lab, sp)
-    volumes = [None if g is None else g.volume_disks for g in geometries]
     result["volumes_ml"] = [None if v is None or sp is None else round(v, 3) for v in volumes]
-    conf = None if confidence is None else np.asarray(confidence, dtype=np.float64).ravel()
-    if conf is not None and conf.size != n:
-        raise ValueError(f"confidence has {conf.size} values for {n} frames")
-    r_frames = r_wave_frames(r_waves_ms, ft, n)
-    beats, source = detect_beats(volumes, r_frames, ft, ed, es)
     clip = ClipMeasurement(result, [], sp, single_geometry)
     lengths = np.array([np.nan if g is None else g.length for g in geometries])
     measurable = np.array([g is not None for g in geometries])
