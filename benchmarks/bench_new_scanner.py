@@ -379,6 +379,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=Sizes.epochs)
     parser.add_argument("--adapt-steps", type=int, default=AdaptConfig.steps)
     parser.add_argument("--only", nargs="*", default=None, help="methods to train (default: all)")
+    parser.add_argument("--seed-list", type=int, nargs="+", help="train only these seeds (to share the runs "
+                                                                     "between processes)")
     parser.add_argument("--skip-loop", action="store_true")
     parser.add_argument("--loop-only", nargs="+", choices=LOOP_METHODS,
                         help="only compute (and cache) the retraining loop of these methods, then stop")
@@ -415,7 +417,7 @@ def main() -> None:
     names = args.only or [name for name in METHODS if name not in SLOW_ON_CPU]
     for name in names:
         per_seed = []
-        for seed in range(sizes.seeds if name in ("echoforge", "unet") else 1):
+        for seed in args.seed_list or range(sizes.seeds if name in ("echoforge", "unet") else 1):
             ckpt = train(name, seed, sizes, train_clips, val_clips)
             result = cached(ckpt.parent.parent / "evaluation.json", ckpt,
                             lambda n=name, c=ckpt: evaluate_run(n, c, test_videos, args.adapt_steps))
