@@ -381,7 +381,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help="methods to train (default: all)")
     parser.add_argument("--seed-list", type=int, nargs="+", help="train only these seeds (to share the runs "
                                                                      "between processes)")
-    parser.add_argument("--skip-loop", action="store_true")
+    parser.add_argument("--skip-loop", action="store_true",
+                        help="only train and evaluate the methods (cached), no loop, no report: for a process "
+                             "sharing the runs with others")
     parser.add_argument("--loop-only", nargs="+", choices=LOOP_METHODS,
                         help="only compute (and cache) the retraining loop of these methods, then stop")
     parser.add_argument("--train-patients", type=int, default=Sizes.train_patients)
@@ -427,10 +429,12 @@ def main() -> None:
             print(json.dumps([{k: r[k] for k in r if k != "per_video"} for r in result]), flush=True)
         for i in range(len(per_seed[0])):
             rows.append(mean_sd([r[i] for r in per_seed], ("dice_mean", "dice_LV", "seconds")))
+    if args.skip_loop:
+        return
     if (RUNS / "echoforge_seed0").exists():
         model, _, _ = load_model(shipped)
         rows += next_frame_rows(model, test_videos)
-        if not args.skip_loop and (RUNS / "unet_seed0").exists():
+        if (RUNS / "unet_seed0").exists():
             rows += loop_rows(shipped, RUNS / "unet_seed0" / "checkpoints" / "last.pt", sizes, loop_videos,
                               test_videos)
 
