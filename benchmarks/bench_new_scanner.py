@@ -276,6 +276,8 @@ def mean_sd(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]
     for key in keys:
         values = [r[key] for r in rows]
         out[key], out[f"{key}_sd"] = float(np.mean(values)), float(np.std(values))
+    if "per_video" in out:  # each video's LV Dice, averaged over the seeds
+        out["per_video"] = [round(float(v), 2) for v in np.mean([r["per_video"] for r in rows], axis=0)]
     out["seeds"] = len(rows)
     return out
 
@@ -428,7 +430,8 @@ def main() -> None:
             per_seed.append(result)
             print(json.dumps([{k: r[k] for k in r if k != "per_video"} for r in result]), flush=True)
         for i in range(len(per_seed[0])):
-            rows.append(mean_sd([r[i] for r in per_seed], ("dice_mean", "dice_LV", "seconds")))
+            rows.append(mean_sd([r[i] for r in per_seed], ("dice_mean", "dice_LV", "dice_myocardium", "dice_LA",
+                                                           "hd95_mean", "seconds")))
     if args.skip_loop:
         return
     if (RUNS / "echoforge_seed0").exists():
