@@ -125,7 +125,13 @@ class EchoForgeInfer(InferTask):
                                      device=self.store.device)
                 return done.labels, done
 
-            params["biplane"] = self.partners.measure(video_name(image), video, clip, self.store.version(), segment)
+            try:
+                params["biplane"] = self.partners.measure(video_name(image), video, clip, self.store.version(),
+                                                          segment)
+            except Exception:  # the partner is another file: its failure never fails this video's segmentation
+                logger.exception(f"Biplane measurement of {video_name(image)} failed")
+                params["biplane"] = {"available": False,
+                                     "reason": "the partner view could not be measured (see the server log)"}
         logger.info(f"EchoForge infer: {video.n_frames} frames in {seg.seconds:.2f} s, "
                     f"annotated {list(seg.annotated)}, adapted {info['adapted']}")
         return out, finite_json(params)
