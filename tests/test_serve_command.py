@@ -23,15 +23,7 @@ def test_serve_command_starts_the_echoforge_server(tmp_path):
                              "--port", str(port), "--conf", "network", "tiny"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        info = None
-        deadline = time.time() + 180
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                info = requests.get(f"http://127.0.0.1:{port}/info/", timeout=5).json()
-                break
-            except requests.ConnectionError:
-                time.sleep(0.5)
-        assert info is not None, "the server did not answer"
+        info = _wait_for_info(proc, port)
         assert info["name"] == "EchoForge" and info["datastore"]["total"] == 2
         assert info["echoforge"]["network"] == "tiny"
     finally:
@@ -56,17 +48,20 @@ def test_serve_command_takes_a_dicomweb_url(tmp_path):
                              "--conf", "network", "tiny"], env=env, cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        info = None
-        deadline = time.time() + 180
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                info = requests.get(f"http://127.0.0.1:{port}/info/", timeout=5).json()
-                break
-            except requests.ConnectionError:
-                time.sleep(0.5)
-        assert info is not None, "the server did not answer"
+        info = _wait_for_info(proc, port)
         assert info["datastore"]["total"] == 0
         assert not (tmp_path / "http:").exists() and (tmp_path / "cache").is_dir()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def _wait_for_info(proc: subprocess.Popen, port: int) -> dict:
+    """The server's ``/info/`` once it answers (the test fails if it never does or exits first)."""
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/info/", timeout=5).json()
+        except requests.ConnectionError:
+            time.sleep(0.5)
+    raise AssertionError("the server did not answer")

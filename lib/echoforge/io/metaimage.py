@@ -51,8 +51,9 @@ def mhd_data_file(path: str | os.PathLike[str]) -> str | None:
     return None if data_file in (None, "LOCAL") else data_file
 
 
-def _data_path(path: Path, data_file: str) -> Path:
-    """The data file beside the header; a name with a folder in it (``../x``, ``/etc/x``) is refused."""
+def data_file_beside(path: Path, data_file: str) -> Path:
+    """The data file a header names, beside the header; a name with a folder in it (``../x``,
+    ``/etc/x``), a missing file or a link to another folder is refused (MetaImage and NRRD alike)."""
     if not data_file or data_file != Path(data_file).name or data_file in (".", "..") or "\\" in data_file:
         raise UnreadableFileError(f"its data file {data_file!r} is not a file beside the header "
                                   "(only a plain file name in the header's folder is read)", path)
@@ -91,7 +92,7 @@ def read_mhd(path: str | os.PathLike[str]) -> tuple[np.ndarray, tuple[float, ...
     if header.get("BinaryDataByteOrderMSB", header.get("ElementByteOrderMSB", "False")).lower() == "true":
         dtype = dtype.newbyteorder(">")
     spacing = [float(v) for v in header.get("ElementSpacing", header.get("ElementSize", " ".join(["1"] * len(dims)))).split()]
-    payload = raw[offset:] if data_file == "LOCAL" else _data_path(path, data_file).read_bytes()
+    payload = raw[offset:] if data_file == "LOCAL" else data_file_beside(path, data_file).read_bytes()
     if header.get("CompressedData", "False").lower() == "true":
         try:
             payload = zlib.decompress(payload)

@@ -37,6 +37,7 @@ from echoforge.core.volume import (
 )
 from echoforge.errors import InvalidVideoError, LabelShapeError, UnreadableFileError, UnsupportedFormatError
 from echoforge.io.atomic import atomic_path, compound_suffix
+from echoforge.io.metaimage import data_file_beside
 from echoforge.video import EchoVideo
 
 NIFTI_EXTS = (".nii", ".nii.gz")
@@ -175,15 +176,10 @@ def _check_nrrd_data_file(path: Path) -> None:
     data_file = nrrd_data_file(path)
     if data_file is None:
         return
-    plain = data_file == Path(data_file).name and data_file not in (".", "..") and "\\" not in data_file
-    if not plain or data_file.upper().startswith("LIST") or "%" in data_file or " " in data_file.strip():
+    if data_file.upper().startswith("LIST") or "%" in data_file or " " in data_file.strip():
         raise UnreadableFileError(f"its data file {data_file!r} is not a file beside the header "
                                   "(only a plain file name in the header's folder is read)", path)
-    data_path = path.parent / data_file
-    if not data_path.is_file():
-        raise UnreadableFileError(f"its data file {data_file} is missing", path)
-    if data_path.resolve().parent != path.resolve().parent:
-        raise UnreadableFileError(f"its data file {data_file} is a link to another folder", path)
+    data_file_beside(path, data_file)
 
 
 def _read_nrrd(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
