@@ -90,12 +90,28 @@ def start_server(studies: Path, conf: dict[str, str], app_dir: Path, env: dict[s
 @contextlib.contextmanager
 def monailabel_server(studies: Path, conf: dict[str, str], app_dir: Path, env: dict[str, str] | None = None,
                       timeout: float = 180.0, **options: object) -> Iterator[str]:
-    """Run the server for the duration of the block; yields its base URL; the log is ``app_dir/server.log``."""
+    """Run the server for the duration of the block; yields its base URL; the log is ``app_dir/server.log``.
+
+    After the block, a request the server failed to handle (a 500, whoever sent it) fails the block.
+    """
+    log = app_dir / "server.log"
+    offset = log.stat().st_size if log.exists() else 0  # the log is appended to: only this server's part counts
     server = start_server(studies, conf, app_dir, env, timeout=timeout, **options)  # type: ignore[arg-type]
     try:
         yield server.url
     finally:
         server.stop()
+    failures = unhandled_errors(server.log, offset)
+    assert not failures, "requests the server failed to handle (500s):\n\n" + "\n\n".join(failures)
+
+
+def unhandled_errors(log: Path, offset: int = 0) -> list[str]:
+    """Each request the server failed to handle (an exception that reached uvicorn: a 500), with its traceback."""
+    with open(log, "rb") as file:
+        file.seek(offset)
+        text = file.read().decode(errors="replace")
+    blocks = text.split("Exception in ASGI application")[1:]
+    return [block.split("\n[20", 1)[0].strip()[-2500:] for block in blocks]
 
 
 def copy_app(dest: Path) -> Path:

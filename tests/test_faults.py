@@ -8,6 +8,7 @@ while it was down are quarantined with a reason instead of breaking everything e
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -33,14 +34,18 @@ OTHER = "patient0001_2CH"
 CONF = {"network": "tiny", "use_shipped_weights": "false", "epochs": "1", "auto_train_every": "0", "chunk": "8"}
 
 
-def _runs():
-    """The app's own ``lib.runs`` (the training lock and run tokens), imported from the app folder."""
+def _app_module(name):
+    """One of the app's own ``lib`` modules, imported from the app folder."""
     sys.path.insert(0, str(APP))
     try:
-        from lib import runs
+        return importlib.import_module(f"lib.{name}")
     finally:
         sys.path.remove(str(APP))
-    return runs
+
+
+def _runs():
+    """The app's own ``lib.runs`` (the training lock and run tokens)."""
+    return _app_module("runs")
 
 
 @pytest.fixture(scope="module")
@@ -336,3 +341,42 @@ def test_a_full_disk_refuses_the_save_and_keeps_the_previous_label(tmp_path, sma
             assert np.array_equal(read_label_volume(stored).labels, big)
     finally:
         server.stop()
+
+
+def test_the_file_watchers_refresh_racing_uploads_deletes_and_listings_never_raises(tmp_path):
+    # in one process, as in the server: the watcher thread refreshes while request threads change the listing
+    datastore_module = _app_module("datastore")
+    studies = tmp_path / "studies"
+    write_phantom_dataset(studies, "nifti", patients=2, seed=3, size=(32, 32), labelled="none", progress=False)
+    video = tmp_path / "upload.nii.gz"
+    write_volume(make_patient(4).render("4CH", size=(32, 32), n_frames=2), video)
+    store = datastore_module.EchoDatastore(str(studies), auto_reload=False)
+    errors, stop = [], threading.Event()
+
+    def repeat(work):
+        try:
+            while not stop.is_set():
+                work()
+        except Exception as err:  # noqa: BLE001 (the test reports whatever escaped)
+            errors.append(repr(err))
+
+    def churn():
+        for i in range(4):
+            store.add_image(f"upload{i}", str(video), {})
+        for i in range(4):
+            store.remove_image(f"upload{i}")
+
+    def listing():
+        store.datalist()
+        store.list_images()
+        store.get_unlabeled_images()
+
+    threads = [threading.Thread(target=repeat, args=(work,)) for work in (store.refresh, churn, listing)]
+    for thread in threads:
+        thread.start()
+    time.sleep(4)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(store.list_images()) == sorted(p.name[:-7] for p in studies.glob("*.nii.gz"))

@@ -402,6 +402,33 @@ def test_a_single_frame_or_2d_video_has_no_ef_and_no_nan(env):
         assert requests.delete(f"{env['url']}/datastore/?id={image_id}", timeout=30).status_code == 200
 
 
+def test_uploads_deletes_and_listings_racing_the_file_watcher_never_fail(env):
+    # each write wakes the watcher thread, whose refresh runs while other requests change the listing
+    video = _video_file(env, "race.nii.gz", n_frames=3).read_bytes()
+    answers, stop = [], threading.Event()
+
+    def list_all():
+        while not stop.is_set():
+            answers.append(requests.get(f"{env['url']}/datastore/?output=all", timeout=30).status_code)
+
+    def churn(name):
+        for _ in range(10):
+            answers.append(_put_image(env, name, "race.nii.gz", video).status_code)
+            answers.append(requests.delete(f"{env['url']}/datastore/?id={name}", timeout=30).status_code)
+
+    lister = threading.Thread(target=list_all)
+    writers = [threading.Thread(target=churn, args=(f"race{i}",)) for i in range(2)]
+    lister.start()
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    stop.set()
+    lister.join()
+    assert set(answers) == {200}, sorted(set(answers))
+    assert not {"race0", "race1"} & set(_datastore(env))
+
+
 def test_one_bad_video_breaks_neither_ranking_nor_scoring(env):
     (env["studies"] / "broken.nii.gz").write_bytes(b"")
     (env["studies"] / "garbage.nii.gz").write_bytes(b"\x1f\x8b\x08 not a volume")

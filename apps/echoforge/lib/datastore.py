@@ -25,10 +25,15 @@
   version intact. On start, empty or unreadable videos and labels move to ``quarantine/`` with the
   reason logged and recorded in ``quarantine/quarantine.json``, and the label info is made to agree
   with the label files again (the file's header wins).
+* **Threads**: requests, the file watcher (``MONAI_LABEL_DATASTORE_AUTO_RELOAD``) and start-up
+  reconciliation all change the in-memory listing; one re-entrant lock serialises every change and
+  every listing in the process (the file lock alone orders processes, not threads), so a delete
+  racing the watcher's refresh is never a 500.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -94,11 +99,21 @@ def probe_volume(path: Path) -> None:
         raise UnreadableFileError("its data are in another file (detached header)", path)
 
 
+def _serialised(method):  # noqa: ANN001, ANN202
+    """Run a datastore method under the instance's listing lock (module docstring: Threads)."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        with self._state_lock:
+            return method(self, *args, **kwargs)
+    return locked
+
+
 class EchoDatastore(LocalDatastore):
     """:class:`LocalDatastore` that checks names, ingests echo cines and validates labels (module docstring)."""
 
     def __init__(self, studies: str, auto_reload: bool = False, read_only: bool = False, max_frames: int = 1000):
         self._ingest_lock = threading.Lock()
+        self._state_lock = threading.RLock()  # taken before the file lock, never after it
         self._studies = Path(studies).resolve()
         self._max_frames = max_frames
         self._ignored_names: set[str] = set()
@@ -106,7 +121,17 @@ class EchoDatastore(LocalDatastore):
         super().__init__(str(self._studies), extensions=list(IMAGE_PATTERNS + INGEST_PATTERNS),
                          auto_reload=auto_reload, read_only=read_only)
 
+    # every listing and the watcher's refresh see one consistent state (module docstring: Threads)
+    refresh = _serialised(LocalDatastore.refresh)
+    datalist = _serialised(LocalDatastore.datalist)
+    list_images = _serialised(LocalDatastore.list_images)
+    get_labeled_images = _serialised(LocalDatastore.get_labeled_images)
+    get_unlabeled_images = _serialised(LocalDatastore.get_unlabeled_images)
+    status = _serialised(LocalDatastore.status)
+    json = _serialised(LocalDatastore.json)
+
     # ------------------------------------------------------------------ the datastore file
+    @_serialised
     def _init_from_datastore_file(self, throw_exception: bool = False) -> None:
         try:
             super()._init_from_datastore_file(throw_exception=True)
@@ -328,7 +353,7 @@ class EchoDatastore(LocalDatastore):
             # the upload arrives under a temporary name: only its format is worth recording
             info.update(conversion_info(video, f"upload{compound_suffix(image_filename)}"))
             ext = ".nii.gz"
-            with FileLock(self._lock_file):
+            with self._state_lock, FileLock(self._lock_file):
                 write_volume(video, self._image_path(image_id, ext))
                 if existing is not None and existing.image.ext != ext:
                     self._image_path(image_id, existing.image.ext).unlink(missing_ok=True)
@@ -338,6 +363,7 @@ class EchoDatastore(LocalDatastore):
         logger.info(f"Added image {image_id} ({video.n_frames} frames)")
         return image_id
 
+    @_serialised
     def remove_image(self, image_id: str) -> None:
         obj = self._image(image_id)
         for tag in list(obj.labels):
@@ -345,6 +371,7 @@ class EchoDatastore(LocalDatastore):
         self._image_path(image_id, obj.image.ext).unlink(missing_ok=True)
         self.refresh()
 
+    @_serialised
     def update_image_info(self, image_id: str, info: dict[str, Any]) -> None:
         obj = self._image(image_id)
         if not isinstance(info, dict):
@@ -380,7 +407,7 @@ class EchoDatastore(LocalDatastore):
                 else "label header" if volume.annotated else "frames with foreground"
             ext = compound_suffix(label_filename)
             ext = ext if ext in LABEL_EXTENSIONS else ".nii.gz"
-            with FileLock(self._lock_file):
+            with self._state_lock, FileLock(self._lock_file):
                 self._write_label(image_id, label_tag, ext, labels, annotated, image_uri)
                 previous = obj.labels.get(label_tag)
                 if previous is not None and previous.ext != ext:
@@ -398,6 +425,7 @@ class EchoDatastore(LocalDatastore):
         path.parent.mkdir(parents=True, exist_ok=True)
         write_labels_like(labels, image_uri, path, annotated=annotated)
 
+    @_serialised
     def remove_label(self, label_id: str, label_tag: str) -> None:
         label_tag = check_name(label_tag, "label tag")
         label = self._image(label_id).labels.get(label_tag)
@@ -406,6 +434,7 @@ class EchoDatastore(LocalDatastore):
         self._label_path(label_id, label_tag, label.ext).unlink(missing_ok=True)
         self.refresh()
 
+    @_serialised
     def update_label_info(self, label_id: str, label_tag: str, info: dict[str, Any]) -> None:
         """Update a label's info; new ``annotated_frames`` are checked against the label and written into it."""
         obj = self._image(label_id)
