@@ -99,11 +99,14 @@ def test_resume_after_a_kill(studies, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert last.exists(), "no checkpoint before the kill"
-    epoch_at_kill = torch.load(last, weights_only=True)["epoch"]
-    assert not list((run / "checkpoints").glob(".*part*"))  # no half-written file left behind
+    epoch_at_kill = torch.load(last, weights_only=True)["epoch"]  # what is there is whole
+    for name in ("last.pt", "best.pt"):
+        if (run / "checkpoints" / name).exists():
+            load_model(run / "checkpoints" / name)
     done = subprocess.run(cmd[:-5] + ["--epochs", str(epoch_at_kill + 1), "--clip-frames", "6", "--lr", "1e-3",
                                       "--quiet"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+    assert not list(run.rglob(".*part*"))  # a write the kill cut short is cleared when the run resumes
     epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert epochs[-1] == epoch_at_kill + 1 and sorted(set(epochs)) == list(range(1, epoch_at_kill + 2))
 
@@ -191,6 +194,32 @@ def test_segment_the_rest_propagates_both_ways_and_names_the_next_frame():
     assert len(both.extra["disagreement"]) == 12 and both.extra["disagreement"][6] == 0.0
     assert both.extra["next_frame"] is not None and abs(both.extra["next_frame"] - 6) > 2
     np.testing.assert_array_equal(both.labels[6], video.labels[6])
+
+
+def test_both_directions_walked_together_give_what_each_gives_alone(clips):
+    # "segment the rest" walks the forward and the backward pass in one batch; each must be its own walk
+    from echoforge.engine.inference import run_together
+
+    torch.manual_seed(0)
+    net = build_model("tiny").eval()
+    clip = clips[1]
+    frames = clip.frames.astype(np.float32) / 255
+    drawn = [int(t) for t in np.flatnonzero(clip.labelled)][:2]
+    refs = {t: (frames[t], clip.labels[t]) for t in drawn}
+    prior = torch.rand(len(frames), net.config.n_classes, *frames.shape[1:]).softmax(1)
+    core = SegmentationCore(net, refs)
+    enc, pad = core.encode(frames)
+    order = list(range(len(frames)))
+    alone_forward = core.run_encoded(enc, pad, order, prior)
+    alone_backward = SegmentationCore(net, refs).run_encoded(enc[torch.tensor(order[::-1])], pad, order[::-1],
+                                                             prior.flip(0)).flip(0)
+    forward, backward = run_together([SegmentationCore(net, refs), SegmentationCore(net, refs)], enc, pad,
+                                     [order, order[::-1]], prior)
+    assert torch.allclose(forward, alone_forward, atol=1e-5)
+    assert torch.allclose(backward, alone_backward, atol=1e-5)
+    assert not torch.allclose(forward, backward, atol=1e-3)  # and the two directions do differ
+    for t in drawn:
+        assert torch.equal(forward[t].argmax(0), torch.from_numpy(clip.labels[t].astype(np.int64)))
 
 
 def test_drawn_frames_that_cannot_be_right_are_refused_or_flagged():

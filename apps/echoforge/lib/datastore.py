@@ -50,7 +50,7 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 
 from echoforge.errors import EchoForgeError, InvalidVideoError, UnreadableFileError
 from echoforge.io import detached_data_file, load_video
-from echoforge.io.atomic import compound_suffix, is_partial_file, write_json_atomic, write_text_atomic
+from echoforge.io.atomic import compound_suffix, remove_partial_files, write_json_atomic, write_text_atomic
 from echoforge.io.volume import read_label_volume, write_labels_like, write_volume
 from echoforge.video import EchoVideo, validate_labels
 
@@ -197,10 +197,8 @@ class EchoDatastore(LocalDatastore):
         """
         labels_root = Path(self._datastore.label_path(None))
         for folder in [self._studies, *(p for p in labels_root.iterdir() if p.is_dir())]:
-            for path in folder.iterdir():
-                if is_partial_file(path.name) and path.is_file():
-                    logger.warning(f"Removing {path.relative_to(self._studies)}: a write that never finished")
-                    path.unlink()
+            for path in remove_partial_files(folder):
+                logger.warning(f"Removed {path.relative_to(self._studies)}: a write that never finished")
         for name in self._list_files(self._datastore.image_path(), list(IMAGE_PATTERNS)):
             path = Path(self._datastore.image_path()) / name
             try:

@@ -28,7 +28,13 @@ from echoforge import labels as L
 from echoforge.engine.clips import Letterbox, to_classes
 from echoforge.engine.propagation import flow_prior
 from echoforge.errors import EmptyLabelError, InvalidVideoError
-from echoforge.nets.echoforge_net import EchoForgeNet, EncodedFrames, Memory, pad_to_stride, unpad
+from echoforge.nets.echoforge_net import (
+    EchoForgeNet,
+    EncodedFrames,
+    Memory,
+    pad_to_stride,
+    unpad,
+)
 from echoforge.video import EchoVideo
 
 #: temporal scale (frames) over which a drawn frame's propagation loses half its weight in the fusion
@@ -94,7 +100,7 @@ class SegmentationCore:
         with self._autocast():
             for k, t in enumerate(indices):
                 logits = self.model.step(t, enc[k:k + 1], self.memory, None if prior is None else prior[k:k + 1])[0]
-                reference = self.memory.references.get(t)
+                reference = self.memory.reference_at(t)
                 probs.append(reference.probs if reference is not None else logits.float().softmax(dim=1))
         return unpad(torch.cat(probs), pad).float()
 
@@ -111,6 +117,31 @@ class SegmentationCore:
         if mask is not None:
             self.add_reference(self.t, frame, mask)
         return self.run(torch.as_tensor(frame)[None])[0]
+
+
+@torch.no_grad()
+def run_together(cores: list[SegmentationCore], enc: EncodedFrames, pad: tuple[int, int, int, int],
+                 orders: list[list[int]], prior: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """Walk encoded frames in several orders at once, one network call per step for all of them.
+
+    Core ``i`` visits ``enc`` (frame ``t`` is ``enc[t]``) in ``orders[i]`` with its own memory
+    (:meth:`~echoforge.nets.echoforge_net.EchoForgeNet.walk_together`), so its result is what
+    :meth:`SegmentationCore.run_encoded` gives alone: the forward and backward passes of "segment
+    the rest" cost about one. Returns each core's ``T×C×H×W`` probabilities in frame order.
+    """
+    model, device = cores[0].model, cores[0].device
+    if prior is not None:
+        prior = F.pad(prior.to(device), pad)
+    with cores[0]._autocast():
+        logits = model.walk_together([enc] * len(cores), orders, [c.memory for c in cores],
+                                     None if prior is None else [prior] * len(cores))
+    out = []
+    for core, order, clip_logits in zip(cores, orders, logits, strict=True):
+        probs = clip_logits.float().softmax(dim=1)[torch.argsort(torch.tensor(order))]
+        for t, reference in core.memory.references.items():
+            probs[t] = reference.probs[0].float()
+        out.append(unpad(probs, pad))
+    return out
 
 
 @dataclass
@@ -192,14 +223,11 @@ def segment_video(model: torch.nn.Module, video: EchoVideo, use_annotations: boo
         prior = None
         if config.use_flow_prior:
             prior = torch.from_numpy(flow_prior(frames, {t: c for t, (_, c) in references.items()}, config.n_classes))
-        core = SegmentationCore(model, references, device)
-        parts = [core.encode(frames[i:i + step]) for i in range(0, video.n_frames, step)]
+        cores = [SegmentationCore(model, references, device) for _ in range(2)]  # forwards and backwards
+        parts = [cores[0].encode(frames[i:i + step]) for i in range(0, video.n_frames, step)]
         enc, pad = EncodedFrames.cat([p[0] for p in parts]), parts[0][1]
         order = list(range(video.n_frames))
-        forward = core.run_encoded(enc, pad, order, prior).cpu()
-        backward_core = SegmentationCore(model, references, device)
-        backward = backward_core.run_encoded(enc[torch.tensor(order[::-1])], pad, order[::-1],
-                                             None if prior is None else prior.flip(0)).flip(0).cpu()
+        forward, backward = (p.cpu() for p in run_together(cores, enc, pad, [order, order[::-1]], prior))
         probs, disagreement = fuse_directions(forward, backward, annotated)
         extra["disagreement"] = [round(float(d), 4) for d in disagreement]
         extra["next_frame"] = next_frame_to_draw(disagreement, annotated)

@@ -31,6 +31,7 @@ stop with a clear :class:`~echoforge.errors.TrainingError` when a loss becomes N
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import random
@@ -66,12 +67,14 @@ from echoforge.engine.losses import (
     masked_cross_entropy,
 )
 from echoforge.errors import TrainingError
-from echoforge.io.atomic import write_json_atomic
+from echoforge.io.atomic import remove_partial_files, write_json_atomic
 from echoforge.nets import NetConfig, build_model
 from echoforge.nets.config import settings_from_dict, settings_to_dict
 from echoforge.nets.echoforge_net import downsample_labels, pad_to_stride
 from echoforge.semi.cpr import ChannelCrossAttention, PseudoLabelBank, reforge
 from echoforge.semi.schedule import FlameRise
+
+logger = logging.getLogger(__name__)
 
 #: which labelled frames of a clip are memory references in a step: none (automatic use), the first
 #: one, or the first and the last one ("segment the rest" from ED and ES)
@@ -258,6 +261,9 @@ class Trainer:
         shard = train[self.rank::self.world] if self.world > 1 else train
         if self.writes_files:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            for folder in (self.run_dir, self.run_dir / "checkpoints"):  # a killed run's unfinished writes
+                for path in remove_partial_files(folder):
+                    logger.warning(f"Removed {path.name}: a write that never finished (the run was killed)")
             write_json_atomic(self.run_dir / "config.json", {"net": self.net_config.to_dict(),
                                                              "train": self.config.to_dict()})
         writer = _summary_writer(self.run_dir / "logs") if self.writes_files else None

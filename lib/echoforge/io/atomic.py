@@ -36,6 +36,16 @@ def is_partial_file(name: str) -> bool:
     return name.startswith(".") and PARTIAL_MARK in name
 
 
+def remove_partial_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files of :func:`atomic_path` writes that never finished in ``folder`` (not
+    below it); returns what was deleted. Call it where a killed writer's folder is opened again."""
+    folder = Path(folder)
+    removed = [p for p in folder.iterdir() if is_partial_file(p.name) and p.is_file()] if folder.is_dir() else []
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], allow_empty: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success move it onto ``path``, on error delete it.

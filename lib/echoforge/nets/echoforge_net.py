@@ -19,6 +19,7 @@ probabilities at stride 16) and, with the readout, the stride-8 keys, values and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -166,7 +167,7 @@ class EchoForgeNet(nn.Module):
         keys, values, masks, valid = stack_memory(memory, "key8", "value8", "mask8")
         return self.readout(key8, keys, values, masks, valid)
 
-    def step(self, t: int, enc: EncodedFrames, memory: Memory, prior: torch.Tensor | None = None
+    def step(self, t: int, enc: EncodedFrames, memory: Memory | ClipMemories, prior: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Segment frame ``t`` of a batch (``enc`` holds that one frame of each clip), then remember it.
 
@@ -190,7 +191,7 @@ class EchoForgeNet(nn.Module):
             present = prior_input[:, -1:]
             logits = logits + present * F.softplus(self.prior_gain) * torch.log(prior_input[:, :-1] + PRIOR_FLOOR)
         probs = logits.softmax(dim=1)
-        reference = memory.references.get(t)
+        reference = memory.reference_at(t)
         if reference is not None:  # clips of the batch where frame t is drawn remember the drawing
             w = reference.weight[:, None, None, None]
             probs = w * reference.probs + (1 - w) * probs
@@ -265,6 +266,28 @@ class EchoForgeNet(nn.Module):
             out["readout_masks"] = torch.stack([s[3] for s in steps], 1)
         return out
 
+    def walk_together(self, encs: list[EncodedFrames], orders: list[list[int]], memories: list[Memory],
+                      priors: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Several clips walked at once, each in its own order with its own memory (:class:`ClipMemories`).
+
+        Args:
+            encs: clip ``i``'s encoded frames (padded grid), frame ``t`` at ``encs[i][t]``.
+            orders: at step ``k`` clip ``i`` segments its frame ``orders[i][k]`` (orders of equal length).
+            memories: each clip's memory (its references already in; one clip of batch each).
+            priors: each clip's ``T×C×H×W`` flow prior on the padded grid (frame-indexed), or None.
+
+        Returns:
+            ``N×T×C×H×W`` logits on the padded grid, each clip's in its processing order.
+        """
+        together = ClipMemories(memories, orders)
+        steps = []
+        for k in range(len(orders[0])):
+            enc = EncodedFrames.cat([e[o[k]:o[k] + 1] for e, o in zip(encs, orders, strict=True)])
+            prior = None if priors is None else \
+                torch.cat([p[o[k]:o[k] + 1] for p, o in zip(priors, orders, strict=True)])
+            steps.append(self.step(k, enc, together, prior)[0])
+        return torch.stack(steps, 1)
+
 
 @dataclass
 class ReferenceEntry(MemoryEntry):
@@ -303,6 +326,10 @@ class Memory:
         """Memory for predicting frame ``t`` (a reference never sees itself)."""
         return [entry for r, entry in self.references.items() if r != t] + self.recent
 
+    def reference_at(self, t: int) -> ReferenceEntry | None:
+        """The reference of frame ``t`` (``None`` where it is not drawn)."""
+        return self.references.get(t)
+
     def push(self, t: int, entry: MemoryEntry) -> None:
         """Remember frame ``t`` (its drawn mask where it is a reference in every clip: then it is
         already in memory and not pushed again)."""
@@ -310,6 +337,67 @@ class Memory:
         if reference is not None and bool((reference.weight > 0).all()):
             return
         self.recent = (self.recent + [entry])[-self.n_recent:]
+
+
+class ClipMemories:
+    """The memories of N clips walked together (one network call per step for all of them).
+
+    Step ``k`` is frame ``orders[i][k]`` of clip ``i``; clip ``i`` reads and fills only its own
+    :class:`Memory` (batch of one), so each clip's result is the one it would get walked alone. Shorter
+    memories are padded with absent entries (weight 0), which TSF and the readout ignore. "Segment the
+    rest" walks the forward and the backward pass of a video like this, at about the cost of one.
+    """
+
+    def __init__(self, memories: list[Memory], orders: list[list[int]]):
+        if len(memories) != len(orders) or len({len(o) for o in orders}) > 1:
+            raise ValueError("one order per memory, all of the same length")
+        self.memories, self.orders = memories, orders
+
+    def gather(self, k: int) -> list[MemoryEntry]:
+        per_clip = [m.gather(o[k]) for m, o in zip(self.memories, self.orders, strict=True)]
+        template = next((e[0] for e in per_clip if e), None)
+        if template is None:
+            return []
+        length = max(len(e) for e in per_clip)
+        return [_cat_entries([e[j] if j < len(e) else _absent(template) for e in per_clip], MemoryEntry)
+                for j in range(length)]
+
+    def reference_at(self, k: int) -> ReferenceEntry | None:
+        refs = [m.reference_at(o[k]) for m, o in zip(self.memories, self.orders, strict=True)]
+        template = next((r for r in refs if r is not None), None)
+        if template is None:
+            return None
+        return _cat_entries([r if r is not None else _absent(template) for r in refs], ReferenceEntry)
+
+    def push(self, k: int, entry: MemoryEntry) -> None:
+        for i, (memory, order) in enumerate(zip(self.memories, self.orders, strict=True)):
+            memory.push(order[k], _select(entry, i))
+
+
+def _fields(entry: MemoryEntry, kind: type[MemoryEntry] | None = None) -> dict[str, torch.Tensor | None]:
+    """An entry's tensors by field name (only ``kind``'s fields: a reference read as a plain entry)."""
+    names = (kind or type(entry)).__dataclass_fields__
+    return {name: getattr(entry, name) for name in names}
+
+
+EntryType = TypeVar("EntryType", bound=MemoryEntry)
+
+
+def _select(entry: MemoryEntry, i: int) -> MemoryEntry:
+    """Clip ``i`` of a batched entry (a batch of one)."""
+    return type(entry)(**{k: None if v is None else v[i:i + 1] for k, v in _fields(entry).items()})
+
+
+def _absent(template: MemoryEntry) -> MemoryEntry:
+    """An entry shaped like ``template`` that is not there (weight 0, zero masks)."""
+    values = {k: None if v is None else torch.zeros_like(v) for k, v in _fields(template).items()}
+    return type(template)(**values)
+
+
+def _cat_entries(parts: list[MemoryEntry], kind: type[EntryType]) -> EntryType:
+    """Batch-of-one entries joined along the batch, as ``kind``."""
+    fields = [_fields(p, kind) for p in parts]
+    return kind(**{k: None if v is None else torch.cat([f[k] for f in fields]) for k, v in fields[0].items()})
 
 
 # ---------------------------------------------------------------------- helpers
