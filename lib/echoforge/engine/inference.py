@@ -12,7 +12,9 @@ the video plays.
 the clinician's annotated frames as references, maps the result back to the original size and
 keeps the annotated frames exactly as drawn. With drawn frames ("segment the rest") the whole
 video is known, so it propagates in both directions and fuses them (:func:`fuse_directions`):
-frames before the first drawn frame get the same propagation as frames after it.
+frames before the first drawn frame get the same propagation as frames after it. The two passes
+walk as one batch (:func:`run_together`), each with its own memory: the same result as two walks,
+in about the time of one on two cores.
 """
 
 from __future__ import annotations
