@@ -1,14 +1,14 @@
 """Per-video adaptation: make two drawn frames enough on a video unlike the training data.
 
-:func:`adapt_to_video` fine-tunes a *copy* of the network on one video in about a second: the
-frame encoder (ResNet, ARC, readout keys) is frozen, and the clip spanning the drawn frames is
-encoded once in a few augmented versions, so each step runs only the memory walk (TSF, readout,
-decoder). Each step propagates from one drawn frame to the other forwards and backwards at once (one
-batched walk, :meth:`~echoforge.nets.echoforge_net.EchoForgeNet.walk_together`) and learns to re-find
-the held-out drawn frame of each direction (Dice + CE), which is exactly what "segment the rest"
-must do on this video. The clip is short (``clip_frames`` 4: the drawn frames and two between; 10
-frames bought nothing on held-out scanner styles, at twice the time). It stops early once the drawn frames are re-found well
-(:func:`propagation_fit`). The served network is never changed.
+:func:`adapt_to_video` fine-tunes a *copy* of the network on one video in about 1.5 s: the frame
+encoder (ResNet, ARC, readout keys) is frozen, and the clip spanning the drawn frames is encoded
+once in a few augmented versions, so each step runs only the memory walk (TSF, readout, decoder).
+Each step propagates from one drawn frame to the other forwards and backwards at once (one batched
+walk, :meth:`~echoforge.nets.echoforge_net.EchoForgeNet.walk_together`) and learns to re-find the
+held-out drawn frame of each direction (Dice + CE), which is exactly what "segment the rest" must
+do on this video. The clip is short (``clip_frames`` 4: the drawn frames and two between; 10 frames
+bought nothing on held-out scanner styles, at twice the time). It stops early once the drawn frames
+are re-found well (:func:`propagation_fit`). The served network is never changed.
 
 Whether to adapt (``adapt=auto``) is decided by the same measure before any step: when the drawn
 frames are already re-found with a Dice of at least ``AdaptConfig.auto_threshold`` there is little
@@ -41,7 +41,8 @@ class AdaptConfig:
 
     Attributes:
         steps: at most this many steps (each walks both directions). lr: Adam learning rate.
-        clip_frames: frames of the clip spanning the drawn frames. views: augmented versions of the clip, encoded once.
+        clip_frames: frames of the clip spanning the drawn frames. views: augmented versions of the
+        clip, encoded once.
         fit_target: stop once the drawn frames are re-found with this mean Dice.
         check_every: steps between fit checks. auto_threshold: ``adapt=auto`` adapts only below
         this fit. seed: augmentation seed.

@@ -18,6 +18,7 @@ probabilities at stride 16) and, with the readout, the stride-8 keys, values and
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -376,8 +377,7 @@ class ClipMemories:
 
 def _fields(entry: MemoryEntry, kind: type[MemoryEntry] | None = None) -> dict[str, torch.Tensor | None]:
     """An entry's tensors by field name (only ``kind``'s fields: a reference read as a plain entry)."""
-    names = (kind or type(entry)).__dataclass_fields__
-    return {name: getattr(entry, name) for name in names}
+    return {f.name: getattr(entry, f.name) for f in dataclasses.fields(kind or type(entry))}
 
 
 EntryType = TypeVar("EntryType", bound=MemoryEntry)
