@@ -147,7 +147,7 @@ def test_streaming_gives_the_same_masks_as_clip_inference(clips, with_references
         clip_probs = net(frames, labels if with_references else None, valid)["logits"][0].softmax(1)
     refs = {int(t): (clip.frames[t] / 255.0, clip.labels[t]) for t in np.flatnonzero(clip.labelled)} \
         if with_references else None
-    core = SegmentationCore(net, refs)
+    core = SegmentationCore(net, refs, amp=False)  # float32, as the clip forward
     streamed = torch.stack([core.step(frames[0, t]) for t in range(frames.shape[1])])
     drawn = clip.labelled if with_references else np.zeros(len(clip.labelled), bool)
     assert torch.equal(streamed[~drawn].argmax(1), clip_probs[~drawn].argmax(1))
@@ -198,7 +198,7 @@ def test_segment_the_rest_propagates_both_ways_and_names_the_next_frame():
 
 def test_both_directions_walked_together_give_what_each_gives_alone(clips):
     # "segment the rest" walks the forward and the backward pass in one batch; each must be its own walk
-    from echoforge.engine.inference import run_together
+    from echoforge.engine.inference import propagate_both_ways
 
     torch.manual_seed(0)
     net = build_model("tiny").eval()
@@ -207,19 +207,76 @@ def test_both_directions_walked_together_give_what_each_gives_alone(clips):
     drawn = [int(t) for t in np.flatnonzero(clip.labelled)][:2]
     refs = {t: (frames[t], clip.labels[t]) for t in drawn}
     prior = torch.rand(len(frames), net.config.n_classes, *frames.shape[1:]).softmax(1)
-    core = SegmentationCore(net, refs)
+    core = SegmentationCore(net, refs, amp=False)
     enc, pad = core.encode(frames)
     order = list(range(len(frames)))
     alone_forward = core.run_encoded(enc, pad, order, prior)
-    alone_backward = SegmentationCore(net, refs).run_encoded(enc[torch.tensor(order[::-1])], pad, order[::-1],
-                                                             prior.flip(0)).flip(0)
-    forward, backward = run_together([SegmentationCore(net, refs), SegmentationCore(net, refs)], enc, pad,
-                                     [order, order[::-1]], prior)
-    assert torch.allclose(forward, alone_forward, atol=1e-5)
-    assert torch.allclose(backward, alone_backward, atol=1e-5)
+    alone_backward = SegmentationCore(net, refs, amp=False).run_encoded(
+        enc[torch.tensor(order[::-1])], pad, order[::-1], prior.flip(0)).flip(0)
+    for piece in (None, 64):  # one piece: the whole video each way
+        forward, backward = propagate_both_ways(core, enc, pad, prior, piece=piece)
+        assert torch.allclose(forward, alone_forward, atol=1e-5)
+        assert torch.allclose(backward, alone_backward, atol=1e-5)
     assert not torch.allclose(forward, backward, atol=1e-3)  # and the two directions do differ
     for t in drawn:
         assert torch.equal(forward[t].argmax(0), torch.from_numpy(clip.labels[t].astype(np.int64)))
+
+
+def test_walk_windows_cover_every_frame_once_each_way_with_a_warm_up():
+    from echoforge.engine.inference import walk_windows
+
+    assert walk_windows(30, piece=32, warmup=4) == [(list(range(30)), range(30)), (list(range(29, -1, -1)), range(30))]
+    for n in (37, 64, 100, 201):
+        walks = walk_windows(n, piece=16, warmup=4)
+        assert {len(order) for order, _ in walks} == {20}  # one batch: all walks of piece + warm-up frames
+        for direction in (0, 1):
+            kept = sorted(t for order, frames in walks[direction::2] for t in frames)
+            assert kept == list(range(n))  # every frame kept by exactly one walk of each direction
+            for order, frames in walks[direction::2]:
+                step = 1 if direction == 0 else -1
+                assert order == list(range(order[0], order[-1] + step, step)) and set(frames) <= set(order)
+                first_kept = frames[0] if direction == 0 else frames[-1]
+                # a piece warms up on at least 4 frames before its first kept one, unless the video starts sooner
+                assert order.index(first_kept) >= min(4, first_kept if direction == 0 else n - 1 - first_kept)
+
+
+def test_walking_in_pieces_gives_the_masks_of_whole_walks():
+    # pieces start from the references alone, as the first frame does; after a short warm-up their
+    # memory holds only their own predictions, and the masks are those of two whole walks
+    from echoforge.engine.inference import propagate_both_ways
+
+    torch.manual_seed(0)
+    net = build_model("tiny").eval()
+    video = make_patient(9203).render("4CH", size=SIZE, n_frames=60)
+    frames = video.frames.astype(np.float32)
+    refs = {t: (frames[t], video.labels[t]) for t in (video.ed, video.es)}
+    core = SegmentationCore(net, refs, amp=False)
+    enc, pad = core.encode(frames)
+    whole = propagate_both_ways(core, enc, pad, piece=None)
+    pieces = propagate_both_ways(core, enc, pad, piece=12, warmup=4)
+    for a, b in zip(whole, pieces, strict=True):
+        assert (a.argmax(1) == b.argmax(1)).float().mean() > 0.99
+
+
+def test_bfloat16_inference_gives_the_float32_masks():
+    from echoforge.engine.precision import autocast_dtype
+
+    assert autocast_dtype(torch.device("cuda")) == torch.float16
+    assert autocast_dtype(torch.device("cuda"), enabled=False) is None
+    assert autocast_dtype(torch.device("cpu")) in (None, torch.bfloat16)  # bfloat16 only where native
+    torch.manual_seed(0)
+    net = build_model("tiny").eval()
+    video = make_patient(9204).render("4CH", size=SIZE, n_frames=20)
+    drawn = video.with_labels(video.labels, annotated=[video.ed, video.es])
+    exact = segment_video(net, drawn, amp=False)
+    core = SegmentationCore(net, amp=False)
+    core.dtype = torch.bfloat16  # what amp gives on a CPU with native bfloat16 (emulated elsewhere)
+    probs = core.run(video.frames.astype(np.float32))
+    assert core.encode(video.frames[:1].astype(np.float32))[0].x16.dtype == torch.bfloat16
+    assert probs.dtype == torch.float32 and torch.isfinite(probs).all()
+    plain = SegmentationCore(net, amp=False).run(video.frames.astype(np.float32))
+    assert (probs.argmax(1) == plain.argmax(1)).float().mean() > 0.98
+    assert exact.probabilities.dtype == np.float16
 
 
 def test_drawn_frames_that_cannot_be_right_are_refused_or_flagged():

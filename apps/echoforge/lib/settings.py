@@ -14,7 +14,7 @@ clip_frames            10        frames per training clip
 auto_train_every       1         retrain in the background after every K saved labels (0 = never)
 adapt                  auto      per-video adaptation before "segment the rest": ``auto`` (when the
                                  drawn frames are not re-found from each other), ``on``, ``off``
-adapt_steps            12        adaptation steps (at most; adaptation stops when the drawn frames fit)
+adapt_steps            8         adaptation steps (at most; adaptation stops when the drawn frames fit)
 chunk                  16        frames per inference batch (1 = streaming)
 max_upload_mb          256       largest request body (upload, label, session) in MB; larger
                                  ones are refused with 413
@@ -54,7 +54,7 @@ class AppSettings:
     clip_frames: int = 10
     auto_train_every: int = 1
     adapt: str = "auto"
-    adapt_steps: int = 12
+    adapt_steps: int = 8
     chunk: int = 16
     max_upload_mb: int = 256
     max_frames: int = 1000

@@ -48,7 +48,7 @@ class AdaptConfig:
         this fit. seed: augmentation seed.
     """
 
-    steps: int = 12
+    steps: int = 8
     lr: float = 1e-3
     clip_frames: int = 4
     views: int = 3
@@ -171,7 +171,7 @@ def adapt_to_video(model: EchoForgeNet, video: EchoVideo, config: AdaptConfig = 
     optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=config.lr)
     loss_fn = LabelledLoss()
     fit_before = fit = propagation_fit(net, views[0])
-    steps, losses = 0, []
+    steps, losses, fit_steps = 0, [], 0  # fit_steps: the steps taken when ``fit`` was measured
     pairs = int(views[0].labelled.sum()) >= 2
     for step in range(config.steps if pairs else 0):
         if fit is not None and fit >= config.fit_target:
@@ -184,10 +184,10 @@ def adapt_to_video(model: EchoForgeNet, video: EchoVideo, config: AdaptConfig = 
         losses.append(float(loss.detach()))
         steps += 1
         if steps % config.check_every == 0:
-            fit = propagation_fit(net, views[0])
+            fit, fit_steps = propagation_fit(net, views[0]), steps
     for p in net.parameters():
         p.requires_grad_(True)
-    fit_after = propagation_fit(net, views[0]) if steps else fit_before
+    fit_after = fit if fit_steps == steps else propagation_fit(net, views[0])
     cycle = min(len(losses), len(views))
     return net.eval(), {"steps": steps, "seconds": round(time.perf_counter() - started, 3),
                         "fit_before": None if fit_before is None else round(fit_before, 4),

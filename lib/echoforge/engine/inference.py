@@ -12,9 +12,9 @@ the video plays.
 the clinician's annotated frames as references, maps the result back to the original size and
 keeps the annotated frames exactly as drawn. With drawn frames ("segment the rest") the whole
 video is known, so it propagates in both directions and fuses them (:func:`fuse_directions`):
-frames before the first drawn frame get the same propagation as frames after it. The two passes
-walk as one batch (:func:`run_together`), each with its own memory: the same result as two walks,
-in about the time of one on two cores.
+frames before the first drawn frame get the same propagation as frames after it. The video is cut
+into pieces that walk both ways as one batch (:func:`propagate_both_ways`), each with its own
+memory: 36 network steps for a 200-frame video instead of 400, with the masks of two whole walks.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from echoforge import labels as L
 from echoforge.engine.clips import Letterbox, to_classes
+from echoforge.engine.precision import autocast, autocast_dtype
 from echoforge.engine.propagation import flow_prior
 from echoforge.errors import EmptyLabelError, InvalidVideoError
 from echoforge.nets.echoforge_net import (
@@ -51,7 +52,8 @@ class SegmentationCore:
         references: frame index → (frame H×W float in [0, 1], class map H×W int) at the network's
             input size; these frames stay in memory for the whole video.
         device: where to run.
-        amp: float16 autocast when running on CUDA.
+        amp: mixed precision (:mod:`echoforge.engine.precision`): float16 on CUDA, bfloat16 on a CPU
+            that computes it natively; float32 otherwise or when ``False``.
 
     Example::
 
@@ -65,14 +67,14 @@ class SegmentationCore:
                  device: str | torch.device = "cpu", amp: bool = True):
         self.model = model
         self.device = torch.device(device)
-        self.amp = amp and self.device.type == "cuda"  # float16 autocast on CUDA only
+        self.dtype = autocast_dtype(self.device, amp)
         self.t = 0
         self.memory = Memory(model.config.memory_size)
         for index, (frame, classes) in sorted((references or {}).items()):
             self.add_reference(index, frame, classes)
 
     def _autocast(self) -> torch.autocast:
-        return torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp)
+        return autocast(self.device, self.dtype)
 
     @torch.no_grad()
     def encode(self, frames: np.ndarray | torch.Tensor) -> tuple[EncodedFrames, tuple[int, int, int, int]]:
@@ -121,29 +123,76 @@ class SegmentationCore:
         return self.run(torch.as_tensor(frame)[None])[0]
 
 
-@torch.no_grad()
-def run_together(cores: list[SegmentationCore], enc: EncodedFrames, pad: tuple[int, int, int, int],
-                 orders: list[list[int]], prior: torch.Tensor | None = None) -> list[torch.Tensor]:
-    """Walk encoded frames in several orders at once, one network call per step for all of them.
+#: frames each parallel piece of "segment the rest" keeps (:func:`propagate_both_ways`)
+PIECE_FRAMES = 32
+#: frames a piece walks before the ones it keeps, so that its memory's recent entries come from its own walk
+WARMUP_FRAMES = 4
 
-    Core ``i`` visits ``enc`` (frame ``t`` is ``enc[t]``) in ``orders[i]`` with its own memory
-    (:meth:`~echoforge.nets.echoforge_net.EchoForgeNet.walk_together`), so its result is what
-    :meth:`SegmentationCore.run_encoded` gives alone: the forward and backward passes of "segment
-    the rest" cost about one. Returns each core's ``T×C×H×W`` probabilities in frame order.
+
+def walk_windows(n_frames: int, piece: int = PIECE_FRAMES, warmup: int = WARMUP_FRAMES
+                 ) -> list[tuple[list[int], range]]:
+    """The walks of :func:`propagate_both_ways`: ``(order, kept frames)`` for each piece and direction.
+
+    The video is cut into pieces of ``piece`` frames. Each piece is walked forwards from ``warmup``
+    frames before it and backwards from ``warmup`` frames after it (less at the ends of the video);
+    every walk has the same length, ``piece + warmup``, so that all of them go as one batch. A video
+    no longer than that is one piece: the plain forward and backward walks over the whole video.
     """
-    model, device = cores[0].model, cores[0].device
+    length = piece + warmup
+    if n_frames <= length:
+        order = list(range(n_frames))
+        return [(order, range(n_frames)), (order[::-1], range(n_frames))]
+    walks = []
+    for start in range(0, n_frames, piece):
+        stop = min(start + piece, n_frames)
+        first = min(max(start - warmup, 0), n_frames - length)  # forwards: warm up on the frames before
+        walks.append((list(range(first, first + length)), range(start, stop)))
+        last = max(min(stop + warmup, n_frames), length)  # backwards: warm up on the frames after
+        walks.append((list(range(last - 1, last - length - 1, -1)), range(start, stop)))
+    return walks
+
+
+@torch.no_grad()
+def propagate_both_ways(core: SegmentationCore, enc: EncodedFrames, pad: tuple[int, int, int, int],
+                        prior: torch.Tensor | None = None, piece: int | None = PIECE_FRAMES,
+                        warmup: int = WARMUP_FRAMES, max_batch: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """The forward and the backward propagation of a whole encoded video from ``core``'s references.
+
+    The video is cut into pieces (:func:`walk_windows`) walked in both directions as one batch, each
+    walk with its own memory (the references plus its recent predictions): a 200-frame video takes
+    36 network steps instead of 200. A piece's memory starts from the references alone, as the
+    first frame of a video does, and ``warmup`` frames later holds only predictions of its own walk.
+    ``piece=None`` walks the whole video in each direction (two walks). At most ``max_batch`` walks
+    go at once (bounded memory on long cines).
+
+    Returns:
+        forward and backward ``T×C×H×W`` probabilities (the drawn frames as drawn).
+    """
+    n, model = enc.x16.shape[0], core.model
+    max_batch += max_batch % 2  # both directions of a piece in the same group
+    walks = walk_windows(n, piece or n, 0 if piece is None else warmup)
     if prior is not None:
-        prior = F.pad(prior.to(device), pad)
-    with cores[0]._autocast():
-        logits = model.walk_together([enc] * len(cores), orders, [c.memory for c in cores],
-                                     None if prior is None else [prior] * len(cores))
-    out = []
-    for core, order, clip_logits in zip(cores, orders, logits, strict=True):
-        probs = clip_logits.float().softmax(dim=1)[torch.argsort(torch.tensor(order))]
+        prior = F.pad(prior.to(core.device), pad)
+    out = [torch.empty(0), torch.empty(0)]
+    for group in range(0, len(walks), max_batch):
+        part = walks[group:group + max_batch]
+        memories = [Memory(core.memory.size, core.memory.references) for _ in part]
+        with core._autocast():
+            logits = model.walk_together([enc] * len(part), [order for order, _ in part], memories,
+                                         None if prior is None else [prior] * len(part))
+        for i, ((order, kept), clip_logits) in enumerate(zip(part, logits, strict=True)):
+            direction = (group + i) % 2  # walks alternate forwards, backwards
+            if not out[direction].numel():
+                out[direction] = clip_logits.new_empty(n, *clip_logits.shape[1:])
+            steps = [k for k, t in enumerate(order) if t in kept]
+            out[direction][[order[k] for k in steps]] = clip_logits[steps]
+    result = []
+    for logits in out:
+        probs = logits.float().softmax(dim=1)
         for t, reference in core.memory.references.items():
             probs[t] = reference.probs[0].float()
-        out.append(unpad(probs, pad))
-    return out
+        result.append(unpad(probs, pad))
+    return result[0], result[1]
 
 
 @dataclass
@@ -186,7 +235,8 @@ def classes_to_labels(classes: np.ndarray, mode: str) -> np.ndarray:
 
 
 def segment_video(model: torch.nn.Module, video: EchoVideo, use_annotations: bool = True, chunk: int | None = 16,
-                  device: str | torch.device = "cpu", bidirectional: bool = True) -> Segmentation:
+                  device: str | torch.device = "cpu", bidirectional: bool = True,
+                  piece: int | None = PIECE_FRAMES, amp: bool = True) -> Segmentation:
     """Segment every frame of ``video``.
 
     Args:
@@ -198,6 +248,9 @@ def segment_video(model: torch.nn.Module, video: EchoVideo, use_annotations: boo
             (:func:`fuse_directions`); ``extra`` then holds each frame's ``disagreement`` between the
             two directions and ``next_frame``, the frame where the propagation is least certain. A
             network with ``use_flow_prior`` gets the drawn masks carried by optical flow too.
+        piece: with drawn frames, the frames of each piece walked in parallel
+            (:func:`propagate_both_ways`); ``None`` walks the whole video in each direction.
+        amp: mixed precision where the hardware has it (see :class:`SegmentationCore`).
 
     ``extra["warnings"]`` lists what looks wrong in the drawn frames (:func:`check_drawn_frames`).
 
@@ -225,16 +278,15 @@ def segment_video(model: torch.nn.Module, video: EchoVideo, use_annotations: boo
         prior = None
         if config.use_flow_prior:
             prior = torch.from_numpy(flow_prior(frames, {t: c for t, (_, c) in references.items()}, config.n_classes))
-        cores = [SegmentationCore(model, references, device) for _ in range(2)]  # forwards and backwards
-        parts = [cores[0].encode(frames[i:i + step]) for i in range(0, video.n_frames, step)]
+        core = SegmentationCore(model, references, device, amp)
+        parts = [core.encode(frames[i:i + step]) for i in range(0, video.n_frames, step)]
         enc, pad = EncodedFrames.cat([p[0] for p in parts]), parts[0][1]
-        order = list(range(video.n_frames))
-        forward, backward = (p.cpu() for p in run_together(cores, enc, pad, [order, order[::-1]], prior))
+        forward, backward = (p.cpu() for p in propagate_both_ways(core, enc, pad, prior, piece))
         probs, disagreement = fuse_directions(forward, backward, annotated)
         extra["disagreement"] = [round(float(d), 4) for d in disagreement]
         extra["next_frame"] = next_frame_to_draw(disagreement, annotated)
     else:  # automatic, or forward only (streaming order, no flow prior: the future is not known)
-        core = SegmentationCore(model, references, device)
+        core = SegmentationCore(model, references, device, amp)
         probs = torch.cat([core.run(frames[i:i + step]).cpu() for i in range(0, video.n_frames, step)])
     labels = np.empty(video.frames.shape, dtype=np.uint8)
     for i in range(0, video.n_frames, step):
@@ -242,7 +294,7 @@ def segment_video(model: torch.nn.Module, video: EchoVideo, use_annotations: boo
         labels[i:i + step] = classes_to_labels(class_argmax(box.backward(probs[i:i + step])).numpy(), config.mode)
     for t in annotated:  # the clinician's frames, exactly as drawn
         labels[t] = video.labels[t]
-    return Segmentation(labels, probs.numpy().astype(np.float16), annotated, time.perf_counter() - started, extra)
+    return Segmentation(labels, probs.half().numpy(), annotated, time.perf_counter() - started, extra)
 
 
 def check_drawn_frames(video: EchoVideo) -> list[str]:

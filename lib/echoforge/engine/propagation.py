@@ -13,6 +13,9 @@ from nothing on a video unlike its training data.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import cv2
 import numpy as np
 
@@ -38,13 +41,28 @@ class PairFlows:
 
     def between(self, t: int, s: int) -> np.ndarray:
         if (t, s) not in self._cache:
-            self._cache[(t, s)] = cv2.calcOpticalFlowFarneback(
-                self.frames[t], self.frames[s], None, pyr_scale=0.5, levels=3, winsize=15, iterations=3,
-                poly_n=5, poly_sigma=1.2, flags=0)
+            self._cache[(t, s)] = self._flow(t, s)
         return self._cache[(t, s)]
+
+    def _flow(self, t: int, s: int) -> np.ndarray:
+        return cv2.calcOpticalFlowFarneback(self.frames[t], self.frames[s], None, pyr_scale=0.5, levels=3,
+                                            winsize=15, iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
 
     def back(self, t: int, direction: int) -> np.ndarray:
         return self.between(t, t - direction)
+
+    def prefetch(self, pairs: list[tuple[int, int]], workers: int | None = None) -> None:
+        """Compute the flows of ``pairs`` ((t, s) as in :meth:`between`) on ``workers`` threads (OpenCV
+        runs one flow on one core and releases the GIL; default: up to 4, one per CPU)."""
+        todo = [pair for pair in dict.fromkeys(pairs) if pair not in self._cache]
+        workers = workers or min(4, os.cpu_count() or 1)
+        if workers < 2 or len(todo) < 2:
+            for t, s in todo:
+                self.between(t, s)
+            return
+        with ThreadPoolExecutor(workers) as pool:
+            for pair, flow in zip(todo, pool.map(lambda ts: self._flow(*ts), todo), strict=True):
+                self._cache[pair] = flow
 
 
 def similar_frames(frames: np.ndarray, drawn: list[int], min_gap: int = 6) -> dict[int, int]:
@@ -106,10 +124,12 @@ def flow_prior(frames: np.ndarray, drawn: dict[int, np.ndarray], n_classes: int,
         return np.concatenate([p[..., None] if p.ndim == 2 else p for p in parts], axis=-1)
 
     starts = {r: eye[np.clip(classes, 0, n_classes - 1)] for r, classes in drawn.items()}  # H×W×C
-    if across_beats:
-        for t, r in similar_frames(frames, sorted(drawn)).items():
-            starts[t] = warp(starts[r], flows.between(t, r))
-    nearest = nearest_drawn(n, list(starts))
+    similar = similar_frames(frames, sorted(drawn)) if across_beats else {}
+    nearest = nearest_drawn(n, [*starts, *similar])
+    walked = [(t, t - 1 if nearest[t] < t else t + 1) for t in range(n) if nearest[t] != t]
+    flows.prefetch([*similar.items(), *walked])  # every flow needed, computed in parallel
+    for t, r in similar.items():
+        starts[t] = warp(starts[r], flows.between(t, r))
     out = np.empty((n, n_classes, h, w), np.float32)
     for r, start in starts.items():
         out[r] = start.transpose(2, 0, 1)
