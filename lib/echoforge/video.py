@@ -202,9 +202,11 @@ class EchoVideo:
             sector=None if self.sector is None else self.sector[r0:r1, c0:c1],
             meta=dict(self.meta, crop_box=[r0, r1, c0, c1]))
 
-    def frames_uint8(self) -> np.ndarray:
-        """Frames as ``T×H×W`` uint8 (0-255), the form written to DICOM, AVI and studies."""
-        return np.round(np.clip(self.frames, 0.0, 1.0) * 255.0).astype(np.uint8)
+    def frames_uint8(self, frames: slice | None = None) -> np.ndarray:
+        """Frames (``frames`` of them: all by default) as ``T×H×W`` uint8 (0-255), the form written to
+        DICOM, AVI and studies."""
+        chosen = self.frames if frames is None else self.frames[frames]
+        return np.round(np.clip(chosen, 0.0, 1.0) * 255.0).astype(np.uint8)
 
     def summary(self) -> dict[str, Any]:
         """What ``echoforge inspect`` prints: a JSON-friendly description."""

@@ -135,7 +135,7 @@ def clip_priors(video: EchoVideo, idx: list[int], labelled: np.ndarray, box: Let
     from echoforge.engine.propagation import PairFlows, flow_prior
 
     lo, hi = min(idx), max(idx)
-    span = np.stack([box.forward(f) for f in video.frames_uint8()[lo:hi + 1]])
+    span = np.stack([box.forward(f) for f in video.frames_uint8(slice(lo, hi + 1))])
     flows = PairFlows(span)
     positions = np.flatnonzero(labelled)
     drawn = {"first": [positions[0]], "last": [positions[-1]], "ends": sorted({positions[0], positions[-1]})}

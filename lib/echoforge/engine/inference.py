@@ -14,7 +14,8 @@ keeps the annotated frames exactly as drawn. With drawn frames ("segment the res
 video is known, so it propagates in both directions and fuses them (:func:`fuse_directions`):
 frames before the first drawn frame get the same propagation as frames after it. The video is cut
 into pieces that walk both ways as one batch (:func:`propagate_both_ways`), each with its own
-memory: 36 network steps for a 200-frame video instead of 400, with the masks of two whole walks.
+memory: 36 network steps for a 200-frame video instead of 200 (the two whole walks as one batch),
+with their masks.
 """
 
 from __future__ import annotations
