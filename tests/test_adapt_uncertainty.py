@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from echoforge.engine.adapt import (
-    FROZEN,
+    ADAPTED,
     AdaptConfig,
     adapt_to_video,
     feature_stats,
@@ -36,7 +36,7 @@ def test_adaptation_fine_tunes_a_copy_and_leaves_the_model_alone(net):
     assert adapted is not net and not adapted.training
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     changed = {k for k, v in adapted.state_dict().items() if not torch.equal(before[k], v)}
-    assert changed and not any(k.startswith(FROZEN) for k in changed)  # the frame encoder stays as it was
+    assert changed and all(k.startswith(ADAPTED) for k in changed)  # only the decoder learns
     assert info["steps"] == 3 and info["seconds"] > 0 and 0 <= info["fit_before"] <= 1
     assert all(p.requires_grad for p in adapted.parameters())
     with pytest.raises(EmptyLabelError):
@@ -82,3 +82,17 @@ def test_uncertainty_ranks_confident_below_unsure_and_suggests_ed_es():
     assert a["score"] < b["score"] and a["entropy"] < 0.01
     assert {a["ed"], a["es"]} <= set(a["suggested_frames"]) and len(a["suggested_frames"]) == 3
     assert frame_entropy(unsure.astype(np.float16)).shape == (t,)
+
+
+def test_a_detached_memory_remembers_frames_without_their_gradient():
+    # adaptation's truncated back-propagation: a step's loss trains that step's decoder, not the walk before
+    from echoforge.nets.echoforge_net import Memory, MemoryEntry
+
+    features = torch.ones(1, 2, 3, 3, requires_grad=True) * 2
+    entry = MemoryEntry(features, features, None, None, None, torch.ones(1))
+    detached, kept = Memory(4, detach=True), Memory(4)
+    detached.push(0, entry)
+    kept.push(0, entry)
+    assert not detached.recent[0].x16.requires_grad and detached.recent[0].key8 is None
+    assert kept.recent[0].x16.requires_grad
+    assert torch.equal(detached.recent[0].mask16, features.detach())

@@ -305,10 +305,12 @@ class Memory:
         size: frames in memory in all (at least one recent frame is always kept).
         references: frame index → :class:`ReferenceEntry`; its ``weight`` says in which clips of the
             batch the frame is a reference (1) or not (0). More may be added with :meth:`add_reference`.
+        detach: remember predicted frames without their gradient (truncated back-propagation: a
+            step's loss then trains that step's decoder only, not the walk that led to it).
     """
 
-    def __init__(self, size: int, references: dict[int, ReferenceEntry] | None = None):
-        self.size = size
+    def __init__(self, size: int, references: dict[int, ReferenceEntry] | None = None, detach: bool = False):
+        self.size, self.detach = size, detach
         self.references: dict[int, ReferenceEntry] = {}
         self.recent: list[MemoryEntry] = []
         for index, entry in (references or {}).items():
@@ -337,6 +339,8 @@ class Memory:
         reference = self.references.get(t)
         if reference is not None and bool((reference.weight > 0).all()):
             return
+        if self.detach:
+            entry = type(entry)(**{k: None if v is None else v.detach() for k, v in _fields(entry).items()})
         self.recent = (self.recent + [entry])[-self.n_recent:]
 
 
