@@ -477,9 +477,8 @@ def main() -> None:
           f"the retraining loop retrains 10 epochs with {sizes.loop_seeds} seeds at K = 2 and 6 (mean ± SD "
           "over them of the mean over the two families). Seconds per video at "
           f"{np.mean([v.n_frames for v in test_videos]):.0f} frames on average, {torch.get_num_threads()} "
-          f"thread{'s' if torch.get_num_threads() > 1 else ''} (K = 2 and 6 of the loop were retrained and "
-          "scored before inference ran in pieces and bfloat16, which leave the masks as they were: see the "
-          "rows re-scored at K = 0).", "",
+          f"thread{'s' if torch.get_num_threads() > 1 else ''}. Each retraining of the loop is cached under "
+          "`runs/new_scanner/loop/` and reused until the shipped model changes.", "",
           table(rows, columns), "", "## Seconds per 200-frame video, timed alone", "",
           table(timings, [("method", "method"), ("seconds", "s / video")]), "", "## Targets", "",
           table(goals, [("target", "target"), ("measured", "measured"), ("goal", "goal"), ("met", "met")]), "",

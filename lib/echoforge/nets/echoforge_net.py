@@ -19,6 +19,7 @@ probabilities at stride 16) and, with the readout, the stride-8 keys, values and
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -340,7 +341,7 @@ class Memory:
         if reference is not None and bool((reference.weight > 0).all()):
             return
         if self.detach:
-            entry = type(entry)(**{k: None if v is None else v.detach() for k, v in _fields(entry).items()})
+            entry = _map_entry(entry, torch.Tensor.detach)
         self.recent = (self.recent + [entry])[-self.n_recent:]
 
 
@@ -387,15 +388,19 @@ def _fields(entry: MemoryEntry, kind: type[MemoryEntry] | None = None) -> dict[s
 EntryType = TypeVar("EntryType", bound=MemoryEntry)
 
 
+def _map_entry(entry: EntryType, fn: Callable[[torch.Tensor], torch.Tensor]) -> EntryType:
+    """The entry with ``fn`` applied to each of its tensors (absent fields stay ``None``)."""
+    return type(entry)(**{k: None if v is None else fn(v) for k, v in _fields(entry).items()})
+
+
 def _select(entry: MemoryEntry, i: int) -> MemoryEntry:
     """Clip ``i`` of a batched entry (a batch of one)."""
-    return type(entry)(**{k: None if v is None else v[i:i + 1] for k, v in _fields(entry).items()})
+    return _map_entry(entry, lambda v: v[i:i + 1])
 
 
 def _absent(template: MemoryEntry) -> MemoryEntry:
     """An entry shaped like ``template`` that is not there (weight 0, zero masks)."""
-    values = {k: None if v is None else torch.zeros_like(v) for k, v in _fields(template).items()}
-    return type(template)(**values)
+    return _map_entry(template, torch.zeros_like)
 
 
 def _cat_entries(parts: list[MemoryEntry], kind: type[EntryType]) -> EntryType:
