@@ -117,3 +117,17 @@ def test_the_key_may_come_from_the_environment_and_loopback_needs_none(tmp_path,
     with pytest.raises(RuntimeError, match="at least 16"):
         access_policy(on, tmp_path, keycloak=False, argv=[])
     assert not (tmp_path / "api_key").exists()  # a key from the environment is not written anywhere
+
+
+@pytest.mark.parametrize("conf, problem", [({"prior_blend": "1.5"}, "prior_blend"), ({"prior_blend": "-0.1"},
+                                           "prior_blend"), ({"adapt": "maybe"}, "adapt"), ({"chunk": "0"}, "chunk")])
+def test_conf_values_out_of_range_stop_the_app_with_their_name(conf, problem):
+    sys.path.insert(0, str(APP))
+    try:
+        from lib.settings import AppSettings
+    finally:
+        sys.path.remove(str(APP))
+    assert AppSettings.from_conf({}).prior_blend == 0.8
+    assert AppSettings.from_conf({"prior_blend": "0"}).prior_blend == 0.0
+    with pytest.raises(ValueError, match=problem):
+        AppSettings.from_conf(conf)

@@ -6,7 +6,8 @@ Request (MONAI Label ``POST /infer/echoforge?image=<id>``, multipart):
   ``annotated_frames`` in params (a list or ``"0,9"``) only those frames count, otherwise the frames
   holding foreground. Drawn frames become the memory references and come back exactly as drawn.
 * params: ``adapt`` (``auto``/``on``/``off``), ``adapt_steps`` (1 to ``max_adapt_steps``), ``chunk``
-  (1 to ``max_chunk``), ``result_extension`` (``.nrrd`` as 3D Slicer asks, ``.nii.gz``, ``.nii``;
+  (1 to ``max_chunk``), ``prior_blend`` (0 to 1: the share of the drawn masks carried by optical flow in
+  "segment the rest"; ``--conf prior_blend``, default 0.8), ``result_extension`` (``.nrrd`` as 3D Slicer asks, ``.nii.gz``, ``.nii``;
   default: the image's own format), ``ed``/``es`` (frames the clinician marked, used for their beat).
   A bad value is a 422 naming the parameter.
 
@@ -47,7 +48,7 @@ from lib.biplane import BiplanePartners
 from lib.datastore import check_frame_count
 from lib.http import http_errors
 from lib.models import ModelStore
-from lib.params import choice, frames, integer, invalid
+from lib.params import choice, frames, integer, invalid, number
 from lib.settings import AppSettings
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class EchoForgeInfer(InferTask):
                          description="EchoForge: every frame of an echo video (LV cavity, myocardium, left atrium); "
                                      "send drawn frames as the label to segment the rest",
                          config={"adapt": ["auto", "on", "off"], "adapt_steps": settings.adapt_steps,
-                                 "annotated_frames": ""})
+                                 "prior_blend": settings.prior_blend, "annotated_frames": ""})
         self.store, self.settings, self.partners = store, settings, partners
 
     def is_valid(self) -> bool:
@@ -79,6 +80,7 @@ class EchoForgeInfer(InferTask):
         adapt = choice(request, "adapt", s.adapt, ("auto", "on", "off", "true", "false"))
         steps = integer(request, "adapt_steps", s.adapt_steps, 1, s.max_adapt_steps)
         chunk = integer(request, "chunk", s.chunk, 1, s.max_chunk)
+        blend = number(request, "prior_blend", s.prior_blend, 0.0, 1.0)
         extension = request.get("result_extension") or None
         if extension is not None and extension not in RESULT_EXTENSIONS:
             raise invalid("result_extension", f"must be one of {', '.join(RESULT_EXTENSIONS)}, got {extension!r}")
@@ -97,7 +99,8 @@ class EchoForgeInfer(InferTask):
         info: dict[str, Any] = {"model": self.store.version()[0], "adapted": False}
         if video.has_labels and adapt in ("auto", "on", "true"):
             model = self._adapt(model, payload, video, adapt in ("on", "true"), steps, info)
-        seg = segment_video(model, video, use_annotations=True, chunk=chunk, device=self.store.device)
+        seg = segment_video(model, video, use_annotations=True, chunk=chunk, device=self.store.device,
+                            prior_blend=blend)
         extension = extension or compound_suffix(image)
         fd, out = tempfile.mkstemp(suffix=extension if extension in RESULT_EXTENSIONS else ".nrrd")
         os.close(fd)
@@ -122,7 +125,7 @@ class EchoForgeInfer(InferTask):
                     raise InvalidVideoError(f"it has {other.n_frames} frames, more than the {s.max_frames} this "
                                             "server takes (--conf max_frames)")
                 done = segment_video(self.store.get()[0], other, use_annotations=True, chunk=chunk,
-                                     device=self.store.device)
+                                     device=self.store.device, prior_blend=blend)
                 return done.labels, done
 
             try:

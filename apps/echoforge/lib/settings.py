@@ -15,6 +15,8 @@ auto_train_every       1         retrain in the background after every K saved l
 adapt                  auto      per-video adaptation before "segment the rest": ``auto`` (when the
                                  drawn frames are not re-found from each other), ``on``, ``off``
 adapt_steps            8         adaptation steps (at most; adaptation stops when the drawn frames fit)
+prior_blend            0.8       share of the drawn masks carried by optical flow in "segment the rest"
+                                 (0 = the network alone, 1 = the flow alone)
 chunk                  16        frames per inference batch (1 = streaming)
 max_upload_mb          256       largest request body (upload, label, session) in MB; larger
                                  ones are refused with 413
@@ -55,6 +57,7 @@ class AppSettings:
     auto_train_every: int = 1
     adapt: str = "auto"
     adapt_steps: int = 8
+    prior_blend: float = 0.8
     chunk: int = 16
     max_upload_mb: int = 256
     max_frames: int = 1000
@@ -92,6 +95,8 @@ class AppSettings:
                 raise ValueError(f"--conf {key} must be at least 1, not {getattr(settings, key)}")
         if settings.infer_queue < 0:
             raise ValueError(f"--conf infer_queue must be 0 or more, not {settings.infer_queue}")
+        if not 0.0 <= settings.prior_blend <= 1.0:
+            raise ValueError(f"--conf prior_blend must lie between 0 and 1, not {settings.prior_blend}")
         if not 1 <= settings.adapt_steps <= settings.max_adapt_steps or not 1 <= settings.chunk <= settings.max_chunk:
             raise ValueError("--conf adapt_steps and chunk must lie between 1 and max_adapt_steps / max_chunk")
         return settings

@@ -15,7 +15,8 @@ video is known, so it propagates in both directions and fuses them (:func:`fuse_
 frames before the first drawn frame get the same propagation as frames after it. The video is cut
 into pieces that walk both ways as one batch (:func:`propagate_both_ways`), each with its own
 memory: 36 network steps for a 200-frame video instead of 200 (the two whole walks as one batch),
-with their masks.
+with their masks. The result is then blended with the drawn masks carried by optical flow both
+ways (``prior_blend``): on held-out scanner styles the blend beats both the network and the flow.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 from echoforge import labels as L
 from echoforge.engine.clips import Letterbox, to_classes
 from echoforge.engine.precision import autocast, autocast_dtype
-from echoforge.engine.propagation import flow_prior
+from echoforge.engine.propagation import flow_priors
 from echoforge.errors import EmptyLabelError, InvalidVideoError
 from echoforge.nets.echoforge_net import (
     EchoForgeNet,
@@ -43,6 +44,10 @@ from echoforge.video import EchoVideo
 
 #: temporal scale (frames) over which a drawn frame's propagation loses half its weight in the fusion
 FUSION_FRAMES = 10.0
+#: weight of the drawn masks carried by optical flow both ways in the final probabilities of "segment the
+#: rest" (:func:`segment_video`), chosen on videos of the training families: the network's output and
+#: the flow's average better than either (``benchmarks/results/new_scanner.md``)
+PRIOR_BLEND = 0.8
 
 
 class SegmentationCore:
@@ -237,7 +242,8 @@ def classes_to_labels(classes: np.ndarray, mode: str) -> np.ndarray:
 
 def segment_video(model: torch.nn.Module, video: EchoVideo, use_annotations: bool = True, chunk: int | None = 16,
                   device: str | torch.device = "cpu", bidirectional: bool = True,
-                  piece: int | None = PIECE_FRAMES, amp: bool = True) -> Segmentation:
+                  piece: int | None = PIECE_FRAMES, amp: bool = True, prior_blend: float = PRIOR_BLEND
+                  ) -> Segmentation:
     """Segment every frame of ``video``.
 
     Args:
@@ -252,14 +258,20 @@ def segment_video(model: torch.nn.Module, video: EchoVideo, use_annotations: boo
         piece: with drawn frames, the frames of each piece walked in parallel
             (:func:`propagate_both_ways`); ``None`` walks the whole video in each direction.
         amp: mixed precision where the hardware has it (see :class:`SegmentationCore`).
+        prior_blend: with drawn frames and ``bidirectional``, the result is this much the drawn masks
+            carried by optical flow both ways (:func:`~echoforge.engine.propagation.flow_prior` with
+            ``both_ways``) and ``1 - prior_blend`` the network's; ``0`` is the network alone.
 
     ``extra["warnings"]`` lists what looks wrong in the drawn frames (:func:`check_drawn_frames`).
 
     Raises:
         EmptyLabelError: a drawn frame holds no LV cavity.
+        ValueError: ``prior_blend`` outside [0, 1].
     """
     import time
 
+    if not 0.0 <= prior_blend <= 1.0:
+        raise ValueError(f"prior_blend must lie between 0 and 1, not {prior_blend}")
     if video.n_frames < 1:
         raise InvalidVideoError("the video has no frames", video.source or None)
     started = time.perf_counter()
@@ -276,14 +288,18 @@ def segment_video(model: torch.nn.Module, video: EchoVideo, use_annotations: boo
             probs = torch.cat([model(torch.as_tensor(frames[i:i + step], device=device)[None])["logits"][0]
                                .softmax(1).cpu() for i in range(0, video.n_frames, step)])
     elif annotated and bidirectional:
-        prior = None
-        if config.use_flow_prior:
-            prior = torch.from_numpy(flow_prior(frames, {t: c for t, (_, c) in references.items()}, config.n_classes))
+        prior, carried = None, None
+        if config.use_flow_prior or prior_blend > 0.0:  # the network's, as in training: from the nearest anchor
+            prior, carried = (None if p is None else torch.from_numpy(p) for p in flow_priors(
+                frames, {t: c for t, (_, c) in references.items()}, config.n_classes,
+                which=(config.use_flow_prior, prior_blend > 0.0)))
         core = SegmentationCore(model, references, device, amp)
         parts = [core.encode(frames[i:i + step]) for i in range(0, video.n_frames, step)]
         enc, pad = EncodedFrames.cat([p[0] for p in parts]), parts[0][1]
         forward, backward = (p.cpu() for p in propagate_both_ways(core, enc, pad, prior, piece))
         probs, disagreement = fuse_directions(forward, backward, annotated)
+        if carried is not None:
+            probs = probs.mul_(1.0 - prior_blend).add_(carried, alpha=prior_blend)
         extra["disagreement"] = [round(float(d), 4) for d in disagreement]
         extra["next_frame"] = next_frame_to_draw(disagreement, annotated)
     else:  # automatic, or forward only (streaming order, no flow prior: the future is not known)

@@ -95,13 +95,20 @@ def similar_frames(frames: np.ndarray, drawn: list[int], min_gap: int = 6) -> di
     return {t: r for t, (r, _) in anchors.items()}
 
 
+#: with ``both_ways``, the propagation from an anchor ``d`` frames away weighs ``1 / (1 + d / BOTH_WAYS_FRAMES)``
+BOTH_WAYS_FRAMES = 10.0
+
+
 def flow_prior(frames: np.ndarray, drawn: dict[int, np.ndarray], n_classes: int,
-               flows: PairFlows | None = None, across_beats: bool = True) -> np.ndarray:
+               flows: PairFlows | None = None, across_beats: bool = True, both_ways: bool = False) -> np.ndarray:
     """Soft drawn masks carried by optical flow to every frame from its nearest anchor.
 
     The anchors are the drawn frames and, with ``across_beats``, the frames of other beats that look
     like one of them (:func:`similar_frames`), which get that drawn mask by one direct flow; every
-    other frame is reached frame by frame from the anchor nearest in time, in both directions.
+    other frame is reached frame by frame from the anchor nearest in time, in both directions. With
+    ``both_ways``, a frame between two anchors takes both propagations, the one from the anchor before
+    it and the one from the anchor after it, each weighted by its distance (``BOTH_WAYS_FRAMES``):
+    the drift of one long walk is averaged with the other's.
 
     Args:
         frames: T×H×W frames. drawn: frame index → H×W class map. n_classes: classes C.
@@ -110,6 +117,16 @@ def flow_prior(frames: np.ndarray, drawn: dict[int, np.ndarray], n_classes: int,
     Returns:
         T×C×H×W float32 class probabilities (one-hot on the drawn frames), warped bilinearly.
     """
+    nearest, both = flow_priors(frames, drawn, n_classes, flows, across_beats, (not both_ways, both_ways))
+    return both if both_ways else nearest
+
+
+def flow_priors(frames: np.ndarray, drawn: dict[int, np.ndarray], n_classes: int, flows: PairFlows | None = None,
+                across_beats: bool = True, which: tuple[bool, bool] = (True, True)
+                ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """:func:`flow_prior` from the nearest anchor and ``both_ways``, from one set of walks (the walk to
+    the nearest anchor is the first part of the one to the next anchor); ``which`` says which of the
+    two to compute (the other is ``None``)."""
     if not drawn:
         raise EmptyLabelError("propagation needs at least one drawn frame")
     n, (h, w) = len(frames), frames.shape[-2:]
@@ -125,21 +142,40 @@ def flow_prior(frames: np.ndarray, drawn: dict[int, np.ndarray], n_classes: int,
 
     starts = {r: eye[np.clip(classes, 0, n_classes - 1)] for r, classes in drawn.items()}  # H×W×C
     similar = similar_frames(frames, sorted(drawn)) if across_beats else {}
-    nearest = nearest_drawn(n, [*starts, *similar])
-    walked = [(t, t - 1 if nearest[t] < t else t + 1) for t in range(n) if nearest[t] != t]
-    flows.prefetch([*similar.items(), *walked])  # every flow needed, computed in parallel
+    anchors = sorted({*starts, *similar})
+    nearest = nearest_drawn(n, anchors)
+    walks = []  # (anchor, direction, frames walked): up to the next anchor, or as far as it is the nearest
+    for i, r in enumerate(anchors):
+        for direction in (1, -1):
+            j = i + direction
+            end = anchors[j] if 0 <= j < len(anchors) else (n if direction > 0 else -1)
+            span = range(r + direction, end, direction)
+            walks.append((r, direction, span if which[1] else [t for t in span if nearest[t] == r]))
+    flows.prefetch([*similar.items(), *((t, t - direction) for _, direction, span in walks for t in span)])
     for t, r in similar.items():
         starts[t] = warp(starts[r], flows.between(t, r))
-    out = np.empty((n, n_classes, h, w), np.float32)
-    for r, start in starts.items():
-        out[r] = start.transpose(2, 0, 1)
-        for direction in (1, -1):
-            probs, t = start, r + direction
-            while 0 <= t < n and nearest[t] == r:
-                probs = warp(probs, flows.back(t, direction))
-                out[t] = probs.transpose(2, 0, 1)
-                t += direction
-    return out
+    near = np.empty((n, n_classes, h, w), np.float32) if which[0] else None
+    both = np.zeros((n, n_classes, h, w), np.float32) if which[1] else None
+    weight = np.zeros(n, np.float32)
+    for r, direction, span in walks:
+        probs = starts[r]
+        for t in span:
+            probs = warp(probs, flows.back(t, direction))
+            if near is not None and nearest[t] == r:
+                near[t] = probs.transpose(2, 0, 1)
+            if both is not None:
+                g = 1.0 / (1.0 + abs(t - r) / BOTH_WAYS_FRAMES)
+                both[t] += g * probs.transpose(2, 0, 1)
+                weight[t] += g
+    out = []
+    for prior in (near, both):
+        if prior is not None:
+            for r, start in starts.items():
+                prior[r], weight[r] = start.transpose(2, 0, 1), 1.0
+            if prior is both:
+                prior /= weight[:, None, None, None]
+        out.append(prior)
+    return out[0], out[1]
 
 
 def _drawn(video: EchoVideo) -> tuple[int, ...]:
@@ -154,11 +190,14 @@ def copy_nearest(video: EchoVideo) -> np.ndarray:
     return video.labels[nearest_drawn(video.n_frames, drawn)].copy()
 
 
-def flow_propagation(video: EchoVideo, n_classes: int = 4, across_beats: bool = False) -> np.ndarray:
+def flow_propagation(video: EchoVideo, n_classes: int = 4, across_beats: bool = False,
+                     both_ways: bool = False) -> np.ndarray:
     """Drawn labels carried frame to frame by optical flow (soft one-hot warped bilinearly, argmax at the
-    end); ``across_beats`` also starts from the frames of other beats that look like a drawn frame."""
+    end); ``across_beats`` also starts from the frames of other beats that look like a drawn frame, and
+    ``both_ways`` averages the walks from the anchors before and after each frame (:func:`flow_prior`)."""
     drawn = _drawn(video)
-    prior = flow_prior(video.frames, {t: video.labels[t] for t in drawn}, n_classes, across_beats=across_beats)
+    prior = flow_prior(video.frames, {t: video.labels[t] for t in drawn}, n_classes, across_beats=across_beats,
+                       both_ways=both_ways)
     out = prior.argmax(axis=1).astype(np.uint8)
     for t in drawn:
         out[t] = video.labels[t]
