@@ -109,6 +109,10 @@ def test_convert_dicom_to_nifti_keeps_spacing(tmp_path):
     (("segment", "{video}", "--labels", "{drawn}", "--annotated", "0,99", "--out", "{out}", "--model", "{model}"),
      "outside the video"),
     (("segment", "{video}", "--out", "{out}", "--model", "{txt}"), "not a readable model file"),
+    (("segment", "{video}", "--labels", "{drawn}", "--prior-blend", "1.5", "--out", "{out}", "--model", "{model}"),
+     "between 0 and 1"),
+    (("segment", "{video}", "--labels", "{drawn}", "--prior-blend", "nan", "--out", "{out}", "--model", "{model}"),
+     "between 0 and 1"),
 ])
 def test_bad_input_is_one_clear_line_and_writes_nothing(args, words, tmp_path, layouts):
     import nibabel as nib

@@ -252,13 +252,16 @@ def cmd_segment(args: argparse.Namespace) -> int:
     import numpy as np
 
     from echoforge.engine.checkpoint import load_model
-    from echoforge.engine.inference import segment_video
+    from echoforge.engine.inference import PRIOR_BLEND, segment_video
     from echoforge.engine.train import resolve_device
     from echoforge.io import load_video
     from echoforge.io.volume import is_volume_path, write_labels, write_labels_like
     from echoforge.report import video_report
     from echoforge.weights import default_checkpoint
 
+    blend = PRIOR_BLEND if args.prior_blend is None else args.prior_blend
+    if not 0.0 <= blend <= 1.0:  # also NaN
+        raise EchoForgeError(f"--prior-blend must lie between 0 and 1, not {blend}")
     device = resolve_device(args.device)
     model, config, _ = load_model(args.model or default_checkpoint(), device=device)
     video = load_video(args.input, labels=args.labels)
@@ -268,7 +271,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         if video.labels is None:
             raise EchoForgeError("--annotated needs --labels (the frames you drew)", args.input)
         video = video.with_labels(video.labels, [int(a) for a in args.annotated.split(",")])
-    seg = segment_video(model, video, use_annotations=True, chunk=args.chunk, device=device)
+    seg = segment_video(model, video, use_annotations=True, chunk=args.chunk, device=device, prior_blend=blend)
     segmented = tuple(int(t) for t in np.flatnonzero(seg.labels.reshape(video.n_frames, -1).any(axis=1)))
     if is_volume_path(args.input):  # keep the input's own geometry (axis order, orientation)
         write_labels_like(seg.labels, args.input, args.out, annotated=segmented)
@@ -470,6 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "volume curve) and PNGs here")
     p.add_argument("--montage", help="overlay montage PNG (default: next to --out)")
     p.add_argument("--chunk", type=int, default=16, help="frames per batch (1 = streaming)")
+    p.add_argument("--prior-blend", type=float, default=None,
+                   help="with --labels: share of the drawn masks carried by optical flow in the result, 0 to 1 "
+                        "(default 0.8; 0 = the network alone)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_segment)
 
