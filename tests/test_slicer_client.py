@@ -231,8 +231,9 @@ def test_08_biplane_and_study_report(env, tmp_path):
     two.segment_the_rest(client, adapt="off")
     assert biplane_pairs([four, two]) == [(two, four)]
     pair = measure_pair(two, four)
+    single_2ch = two.clip().result  # the 2CH has no marks: its single beat is its first detected beat
     library = measure_biplane(two.result, two.video.spacing, four.result, four.video.spacing,
-                              ed_4ch=four.ed, es_4ch=four.es)  # the 4CH has ED/ES marked, the 2CH detected
+                              ed_2ch=single_2ch["ed"], es_2ch=single_2ch["es"], ed_4ch=four.ed, es_4ch=four.es)
     assert [row["video"] for row in measurement_rows([four, two])] == ["patient0001_4CH", "patient0001_2CH",
                                                                        "patient0001 (biplane)"]
     assert pair.measurements["available"]
