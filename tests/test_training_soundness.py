@@ -145,3 +145,30 @@ def test_clip_flow_priors_start_from_the_drawn_frames_and_reach_the_training_ste
         plain = net(frames, labels, labelled)["logits"]
         guided = net(frames, labels, labelled, batch["priors"]["ends"])["logits"]
     assert not torch.allclose(plain, guided, atol=1e-4)
+
+
+def test_the_seeded_bank_blends_the_flow_from_both_ends_as_segment_the_rest_does(clips):
+    from echoforge.engine.propagation import BOTH_WAYS_FRAMES
+    from echoforge.engine.train import both_ways_prior
+
+    batch = collate(clips, "camus")
+    carried = both_ways_prior(batch["priors"], batch["frame_index"], batch["labelled"])
+    frames, first = batch["frame_index"][0], batch["priors"]["first"][0]
+    drawn = [f for f, d in zip(frames, batch["labelled"][0].tolist(), strict=True) if d]
+    t = 1  # an unlabelled frame: each end's walk weighs 1 / (1 + distance / BOTH_WAYS_FRAMES)
+    g_first, g_last = (1.0 / (1.0 + abs(frames[t] - r) / BOTH_WAYS_FRAMES) for r in (drawn[0], drawn[-1]))
+    expected = (g_first * first[t] + g_last * batch["priors"]["last"][0, t]) / (g_first + g_last)
+    torch.testing.assert_close(carried[0, t], expected)
+    torch.testing.assert_close(carried.sum(dim=2), torch.ones_like(carried.sum(dim=2)), atol=0.02, rtol=0)
+    banks = {}
+    for blend in (0.0, 1.0):
+        config = TrainConfig(epochs=1, batch_size=2, clip_frames=4, progress=False, seed_blend=blend)
+        torch.manual_seed(0)
+        trainer = Trainer(get_config("tiny"), config, run_dir=None, net=build_model("tiny"))
+        trainer.seed_bank(clips)
+        banks[blend] = trainer.bank.lookup(batch["video_id"], batch["frame_index"], torch.zeros(2, 4, 4, 32, 32))[0]
+    half = torch.nn.functional.interpolate(carried.flatten(0, 1), size=(32, 32), mode="bilinear",
+                                           align_corners=False).reshape(2, 4, 4, 32, 32)
+    unlabelled = ~batch["labelled"]
+    torch.testing.assert_close(banks[1.0][unlabelled], half[unlabelled], atol=2e-3, rtol=0)  # float16 bank
+    assert not torch.allclose(banks[0.0][unlabelled], half[unlabelled], atol=0.05)  # the network's own

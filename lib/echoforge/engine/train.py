@@ -59,6 +59,7 @@ from echoforge.engine.augment import (
 )
 from echoforge.engine.checkpoint import add_to_checkpoint, read_checkpoint, save_checkpoint, unwrap
 from echoforge.engine.clips import Clip, collate
+from echoforge.engine.inference import PRIOR_BLEND
 from echoforge.engine.losses import (
     LabelledLoss,
     anchor_map_loss,
@@ -66,6 +67,7 @@ from echoforge.engine.losses import (
     foreground_fraction,
     masked_cross_entropy,
 )
+from echoforge.engine.propagation import BOTH_WAYS_FRAMES
 from echoforge.errors import TrainingError
 from echoforge.io.atomic import remove_partial_files, write_json_atomic
 from echoforge.nets import NetConfig, build_model
@@ -118,6 +120,7 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None
     progress: bool = True
     seed_bank: bool = True
+    seed_blend: float = PRIOR_BLEND
 
     def flame_rise(self) -> FlameRise:
         return FlameRise.for_epochs(self.epochs, self.burn_in, self.ramp_end, lambda_max=self.lambda_max,
@@ -321,7 +324,9 @@ class Trainer:
     @torch.no_grad()
     def seed_bank(self, clips: list[Clip]) -> int:
         """Start CPR's bank with the starting model's own "segment the rest" of each clip: the
-        labelled frames as memory references, propagated forwards and backwards and averaged, stored
+        labelled frames as memory references, propagated forwards and backwards and averaged, then
+        blended as "segment the rest" does (``seed_blend``, :data:`~echoforge.engine.inference.PRIOR_BLEND`)
+        with the drawn masks carried by optical flow from both ends (:func:`both_ways_prior`), stored
         for the unlabelled frames. Retraining on a few new videos then starts from the best labels
         the current model can give them instead of waiting for the burn-in. Returns the frames stored."""
         net = unwrap(self.model.net).eval()
@@ -338,6 +343,9 @@ class Trainer:
             backward = net(frames.flip(1), labels.flip(1), labelled.flip(1),
                            None if prior is None else prior.flip(1))["logits"].float().softmax(2).flip(1)
             probs = (forward + backward) / 2
+            if "priors" in batch and self.config.seed_blend > 0.0:
+                carried = both_ways_prior(batch["priors"], batch["frame_index"], labelled.cpu()).to(probs)
+                probs = (1.0 - self.config.seed_blend) * probs + self.config.seed_blend * carried
             half = (max(frames.shape[-2] // 2, 1), max(frames.shape[-1] // 2, 1))
             probs = F.interpolate(probs.flatten(0, 1), size=half, mode="bilinear", align_corners=False)
             probs = probs.reshape(*frames.shape[:2], *probs.shape[1:])
@@ -583,6 +591,21 @@ def _reverse_time(batch: dict[str, Any]) -> dict[str, Any]:
         priors = {name: p.flip(1) for name, p in batch["priors"].items()}
         out["priors"] = {**priors, "first": priors["last"], "last": priors["first"]}
     return out
+
+
+def both_ways_prior(priors: dict[str, torch.Tensor], frame_index: list[list[int]], labelled: torch.Tensor
+                    ) -> torch.Tensor:
+    """A batch's both-ways flow prior (:func:`~echoforge.engine.propagation.flow_prior` with ``both_ways``)
+    from its one-sided ones: the walks from the first and from the last labelled frame of each clip,
+    weighted by their distance in video frames (``priors["first"]``, ``["last"]``: B×T×C×H×W)."""
+    weights = []
+    for frames, drawn in zip(frame_index, labelled.tolist(), strict=True):
+        positions = [f for f, d in zip(frames, drawn, strict=True) if d]
+        t = torch.tensor(frames, dtype=torch.float32)
+        g = [1.0 / (1.0 + (t - positions[k]).abs() / BOTH_WAYS_FRAMES) for k in (0, -1)]
+        weights.append(torch.stack(g))  # 2×T
+    w = torch.stack(weights)[..., None, None, None]  # B×2×T×1×1×1
+    return (w[:, 0] * priors["first"] + w[:, 1] * priors["last"]) / (w[:, 0] + w[:, 1])
 
 
 def _ragged(x: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
