@@ -42,6 +42,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from echoforge.engine.inference import PRIOR_BLEND
+
 TRUE = ("1", "true", "yes", "on")
 
 
@@ -57,7 +59,7 @@ class AppSettings:
     auto_train_every: int = 1
     adapt: str = "auto"
     adapt_steps: int = 8
-    prior_blend: float = 0.8
+    prior_blend: float = PRIOR_BLEND
     chunk: int = 16
     max_upload_mb: int = 256
     max_frames: int = 1000

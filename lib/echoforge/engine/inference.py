@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from echoforge import labels as L
 from echoforge.engine.clips import Letterbox, to_classes
 from echoforge.engine.precision import autocast, autocast_dtype
-from echoforge.engine.propagation import flow_priors
+from echoforge.engine.propagation import distance_weight, flow_priors
 from echoforge.errors import EmptyLabelError, InvalidVideoError
 from echoforge.nets.echoforge_net import (
     EchoForgeNet,
@@ -289,7 +289,7 @@ def segment_video(model: torch.nn.Module, video: EchoVideo, use_annotations: boo
                                .softmax(1).cpu() for i in range(0, video.n_frames, step)])
     elif annotated and bidirectional:
         prior, carried = None, None
-        if config.use_flow_prior or prior_blend > 0.0:  # the network's, as in training: from the nearest anchor
+        if config.use_flow_prior or prior_blend > 0.0:  # the network's prior from the nearest anchor, as in training
             prior, carried = (None if p is None else torch.from_numpy(p) for p in flow_priors(
                 frames, {t: c for t, (_, c) in references.items()}, config.n_classes,
                 which=(config.use_flow_prior, prior_blend > 0.0)))
@@ -372,8 +372,8 @@ def fuse_directions(forward: torch.Tensor, backward: torch.Tensor, drawn: tuple[
     over the pixels where either sees a heart structure (0 = identical, 1 = opposite).
     """
     n = forward.shape[0]
-    g_f = torch.from_numpy(1.0 / (1.0 + _distance_to_drawn(n, drawn, False) / FUSION_FRAMES)).float()
-    g_b = torch.from_numpy(1.0 / (1.0 + _distance_to_drawn(n, drawn, True) / FUSION_FRAMES)).float()
+    g_f = torch.from_numpy(distance_weight(_distance_to_drawn(n, drawn, False), FUSION_FRAMES)).float()
+    g_b = torch.from_numpy(distance_weight(_distance_to_drawn(n, drawn, True), FUSION_FRAMES)).float()
     w_f = forward.amax(dim=1, keepdim=True) * g_f[:, None, None, None]
     w_b = backward.amax(dim=1, keepdim=True) * g_b[:, None, None, None]
     fused = (w_f * forward + w_b * backward) / (w_f + w_b).clamp(min=1e-6)

@@ -99,6 +99,11 @@ def similar_frames(frames: np.ndarray, drawn: list[int], min_gap: int = 6) -> di
 BOTH_WAYS_FRAMES = 10.0
 
 
+def distance_weight(distance, scale: float = BOTH_WAYS_FRAMES):  # noqa: ANN001, ANN201 (numbers, arrays, tensors)
+    """``1 / (1 + distance / scale)``: the weight of a propagation ``distance`` frames from where it started."""
+    return 1.0 / (1.0 + distance / scale)
+
+
 def flow_prior(frames: np.ndarray, drawn: dict[int, np.ndarray], n_classes: int,
                flows: PairFlows | None = None, across_beats: bool = True, both_ways: bool = False) -> np.ndarray:
     """Soft drawn masks carried by optical flow to every frame from its nearest anchor.
@@ -164,18 +169,17 @@ def flow_priors(frames: np.ndarray, drawn: dict[int, np.ndarray], n_classes: int
             if near is not None and nearest[t] == r:
                 near[t] = probs.transpose(2, 0, 1)
             if both is not None:
-                g = 1.0 / (1.0 + abs(t - r) / BOTH_WAYS_FRAMES)
+                g = distance_weight(abs(t - r))
                 both[t] += g * probs.transpose(2, 0, 1)
                 weight[t] += g
-    out = []
+    if both is not None:
+        weight[list(starts)] = 1.0  # no walk reaches an anchor: it is set below
+        both /= weight[:, None, None, None]
     for prior in (near, both):
-        if prior is not None:
-            for r, start in starts.items():
-                prior[r], weight[r] = start.transpose(2, 0, 1), 1.0
-            if prior is both:
-                prior /= weight[:, None, None, None]
-        out.append(prior)
-    return out[0], out[1]
+        for r, start in starts.items():
+            if prior is not None:
+                prior[r] = start.transpose(2, 0, 1)
+    return near, both
 
 
 def _drawn(video: EchoVideo) -> tuple[int, ...]:

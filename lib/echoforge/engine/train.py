@@ -67,7 +67,7 @@ from echoforge.engine.losses import (
     foreground_fraction,
     masked_cross_entropy,
 )
-from echoforge.engine.propagation import BOTH_WAYS_FRAMES
+from echoforge.engine.propagation import distance_weight
 from echoforge.errors import TrainingError
 from echoforge.io.atomic import remove_partial_files, write_json_atomic
 from echoforge.nets import NetConfig, build_model
@@ -602,7 +602,7 @@ def both_ways_prior(priors: dict[str, torch.Tensor], frame_index: list[list[int]
     for frames, drawn in zip(frame_index, labelled.tolist(), strict=True):
         positions = [f for f, d in zip(frames, drawn, strict=True) if d]
         t = torch.tensor(frames, dtype=torch.float32)
-        g = [1.0 / (1.0 + (t - positions[k]).abs() / BOTH_WAYS_FRAMES) for k in (0, -1)]
+        g = [distance_weight((t - positions[k]).abs()) for k in (0, -1)]
         weights.append(torch.stack(g))  # 2×T
     w = torch.stack(weights)[..., None, None, None]  # B×2×T×1×1×1
     return (w[:, 0] * priors["first"] + w[:, 1] * priors["last"]) / (w[:, 0] + w[:, 1])
