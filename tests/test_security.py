@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import tarfile
 import threading
 import time
@@ -46,12 +47,14 @@ def _strict_json(text: str):
 def snapshot(root: Path) -> dict[str, str]:
     """sha256 of every file (and the name of every folder) under ``root`` outside the server's own folders."""
     out = {}
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if rel.parts[0] in OWN:
-            continue
-        out[str(rel)] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
-    return out
+    for folder, dirs, files in os.walk(root):
+        if Path(folder) == root:  # the server's own folders are not walked: it removes request files there
+            dirs[:] = [d for d in dirs if d not in OWN]
+        for name in dirs + [f for f in files if not (Path(folder) == root and f in OWN)]:
+            path = Path(folder) / name
+            rel = path.relative_to(root)
+            out[str(rel)] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+    return dict(sorted(out.items()))
 
 
 @pytest.fixture(scope="module")
