@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import sys
 import time
@@ -54,7 +55,7 @@ from echoforge.engine.checkpoint import load_model  # noqa: E402
 from echoforge.engine.clips import cycle_clips  # noqa: E402
 from echoforge.engine.inference import PRIOR_BLEND, segment_video  # noqa: E402
 from echoforge.engine.propagation import copy_nearest, flow_propagation  # noqa: E402
-from echoforge.engine.train import TrainConfig, Trainer  # noqa: E402
+from echoforge.engine.train import TrainConfig, Trainer, keeps_model  # noqa: E402
 from echoforge.io.atomic import write_json_atomic  # noqa: E402
 from echoforge.metrics.overlap import overlap_metrics  # noqa: E402
 from echoforge.nets import get_config  # noqa: E402
@@ -276,13 +277,21 @@ def loop_rows(shipped: Path, unet_ckpt: Path, sizes: Sizes, loop_videos: list[Ec
 
 def retrain(model, config, videos: list[EchoVideo], method: str, sizes: Sizes, seed: int = 0):
     """Retrain on K videos as the app does (lr 3e-4 from the current model, CPR's bank seeded with the
-    model's own segment-the-rest, no burn-in); 10 epochs here to fit the CPU budget (the app's default is 20)."""
+    model's own segment-the-rest, no burn-in, the retrained model kept only when it re-finds the labelled
+    frames about as well as the model it started from, :func:`~echoforge.engine.train.keeps_model`);
+    10 epochs here to fit the CPU budget (the app's default is 20), and the last epoch is scored (the
+    app publishes its best epoch)."""
     clips = training_clips(videos, "all" if method == "oracle" else "ed-es")
+    checks = [dataclasses.replace(c, reference=None) for c in clips]  # the labelled frames only, as the app has
     train_config = TrainConfig(seed=seed, epochs=10, batch_size=2, lr=3e-4, labelled="all", progress=False, burn_in=0.0,
                                ramp_end=0.3, use_cpr=config.arch == "echoforge",
                                clip_frames=10 if config.arch == "echoforge" else 2)
     trainer = Trainer(config, train_config, run_dir=None, net=copy.deepcopy(model).train())
-    trainer.fit(clips)
+    summary = trainer.fit(clips, checks)
+    keep, why = keeps_model(summary, summary["history"][-1].get("val_score"))
+    if not keep:
+        tqdm.write(f"retraining {method} on {len(videos)} videos (seed {seed}) not kept: {why}")
+        return model.eval()
     return trainer.model.net.eval()
 
 
@@ -482,7 +491,8 @@ def main() -> None:
           "its phantom row is in [methods](methods.md)), 3 seeds for EchoForge "
           f"and U-Net, one for the rest; training took {train_minutes(names, sizes):.0f} CPU-minutes in all, "
           f"the retraining loop retrains 10 epochs with {sizes.loop_seeds} seeds at K = 2 and 6 (mean ± SD "
-          "over them of the mean over the two families). Seconds per video at "
+          "over them of the mean over the two families; as in the app, a retraining whose model re-finds the "
+          "labelled frames more than 0.05 Dice worse than the model it started from is not kept). Seconds per video at "
           f"{np.mean([v.n_frames for v in test_videos]):.0f} frames on average, {torch.get_num_threads()} "
           f"thread{'s' if torch.get_num_threads() > 1 else ''}. Each retraining of the loop is cached under "
           "`runs/new_scanner/loop/` and reused until the shipped model changes.", "",

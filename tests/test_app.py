@@ -232,6 +232,22 @@ def test_10_train_synchronously_publishes_and_infer_reloads(env):
     assert r.status_code == 200 and published.stat().st_mtime > first
 
 
+def test_10b_a_retraining_that_makes_the_model_worse_is_not_published(env):
+    published = env["app"] / "model" / "echoforge.pt"
+    before, served = published.stat().st_mtime, published.read_bytes()
+    # a learning rate of 1 wrecks the network: its best epoch re-finds the annotated frames worse than the model it started from
+    r = requests.post(f"{env['url']}/train/echoforge?run_sync=true", json={"max_epochs": 1, "learning_rate": 1.0},
+                      timeout=600)
+    assert r.status_code == 200, r.text
+    stats = r.json()
+    assert stats["published"] is None and "not kept" in stats["not_published"], stats
+    assert stats["best_metric"] < stats["start_metric"] - 0.05
+    assert published.stat().st_mtime == before and published.read_bytes() == served  # the old model serves on
+    info = requests.get(f"{env['url']}/info/", timeout=30).json()
+    assert info["train_stats"]["echoforge"]["not_published"] == stats["not_published"]
+    assert _infer(env, output="json").json()["model"].endswith("echoforge.pt")
+
+
 def test_11_uncertainty_strategy_and_scoring(env):
     r = requests.post(f"{env['url']}/activelearning/uncertainty", json={}, timeout=300)
     assert r.status_code == 200

@@ -262,6 +262,7 @@ def test_09_train_in_the_background_and_follow_it(env):
         time.sleep(2)
     assert progress["status"] == "DONE", progress
     assert progress["epoch"] == progress["total_epochs"] == 1
+    assert "not_published" in progress  # None when the run was published, else why not
     assert client.info()["echoforge"]["trained"]
 
 

@@ -184,6 +184,9 @@ def test_failures_reach_the_status_line_in_plain_words(widget, module, fake):
     text, percent, running = module.describe_training({"status": "RUNNING", "epoch": 2, "total_epochs": 8,
                                                        "best_metric": 0.5})
     assert running and percent == 25 and "epoch 2 of 8" in text
+    text, percent, running = module.describe_training({"status": "DONE", "epoch": 8, "total_epochs": 8,
+                                                       "not_published": "the retraining made it worse"})
+    assert not running and percent == 100 and "still serves: the retraining made it worse" in text
     assert module.format_cell(float("nan")) == "-" and module.format_cell(41.26) == "41.3"
     assert fake.app._cursor_depth == 0  # every wait cursor was restored
 

@@ -172,3 +172,34 @@ def test_the_seeded_bank_blends_the_flow_from_both_ends_as_segment_the_rest_does
     unlabelled = ~batch["labelled"]
     torch.testing.assert_close(banks[1.0][unlabelled], half[unlabelled], atol=2e-3, rtol=0)  # float16 bank
     assert not torch.allclose(banks[0.0][unlabelled], half[unlabelled], atol=0.05)  # the network's own
+
+
+def test_a_retraining_that_re_finds_the_annotated_frames_worse_than_its_start_is_not_kept(clips):
+    import copy
+
+    from echoforge.engine.evaluate import clip_dice
+    from echoforge.engine.train import RETRAIN_TOLERANCE, keeps_model
+
+    config = get_config("tiny", input_size=(64, 64))
+    scratch = Trainer(config, TrainConfig(epochs=3, batch_size=2, lr=1e-3, clip_frames=4, progress=False), run_dir=None)
+    summary = scratch.fit(clips, clips)
+    assert summary["start_val_score"] is None  # nothing to compare a network trained from scratch with
+    assert keeps_model(summary)[0]
+    start = copy.deepcopy(scratch.model.net)
+    expected = clip_dice(copy.deepcopy(start), clips, "camus")["val_score"]
+    runs = {}
+    for lr in (1e-3, 1.0):  # an ordinary retraining, and one that wrecks the network
+        trainer = Trainer(config, TrainConfig(epochs=1, batch_size=2, lr=lr, clip_frames=4, progress=False, burn_in=0.0),
+                          run_dir=None, net=copy.deepcopy(start))
+        runs[lr] = trainer.fit(clips, clips)
+        assert runs[lr]["start_val_score"] == expected  # scored on the same clips before the first step
+    wrecked = runs[1.0]["history"][-1]["val_score"]
+    assert wrecked < expected - RETRAIN_TOLERANCE
+    keep, why = keeps_model(runs[1.0])
+    assert not keep and "not kept" in why and f"{expected:.3f}" in why
+    assert keeps_model(runs[1e-3])[0]
+    # the rule itself: within the tolerance is kept, below it is not, a run without a score is not
+    assert keeps_model({"start_val_score": 0.9, "history": [{"val_score": 0.9 - RETRAIN_TOLERANCE / 2}]})[0]
+    assert not keeps_model({"start_val_score": 0.9, "history": [{"val_score": 0.9 - 2 * RETRAIN_TOLERANCE}]})[0]
+    assert not keeps_model({"start_val_score": 0.9, "history": [{"val_score": float("nan")}]})[0]
+    assert keeps_model({"start_val_score": 0.9, "history": [{"val_score": 0.1}]}, score=0.95)[0]

@@ -728,6 +728,8 @@ def describe_training(progress: dict[str, Any]) -> tuple[str, int, bool]:
         text += f", best Dice {progress['best_metric']:.3f}"
     if status == "ERROR" and progress.get("details"):
         text += f" ({progress['details'][-1]})"
+    if status == "DONE" and progress.get("not_published"):
+        text += f"; the model that served before still serves: {progress['not_published']}"
     return text, (100 if status == "DONE" else percent), running
 
 

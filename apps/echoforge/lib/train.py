@@ -5,7 +5,10 @@ frames teach directly and CPR reforges pseudo-labels for all its other frames (F
 from the serving model's own "segment the rest" of the video (so they teach from the first epoch).
 Training starts from the model that serves now, runs on CUDA when present (AMP) and on the CPU
 otherwise, and publishes the new weights atomically at the end (``model/echoforge.pt``): a run that
-is stopped or fails leaves the previous model serving. Only one run trains at a time, even across
+is stopped or fails leaves the previous model serving, and so does one whose best epoch re-finds the
+annotated frames worse than the model it started from (by more than
+:data:`~echoforge.engine.train.RETRAIN_TOLERANCE` Dice; ``train_stats`` then says ``not_published``
+and why). Only one run trains at a time, even across
 processes and server restarts, and a run publishes only while it is the current one
 (:mod:`lib.runs`). A video whose files cannot be read is left out with a logged reason. Progress
 goes to the task log (one line per epoch, visible in ``GET /train/``) and to
@@ -26,7 +29,7 @@ from monailabel.interfaces.datastore import Datastore, DefaultLabelTag
 from monailabel.interfaces.tasks.train import TrainTask
 
 from echoforge.engine.clips import make_clip
-from echoforge.engine.train import TrainConfig, Trainer
+from echoforge.engine.train import TrainConfig, Trainer, keeps_model
 from echoforge.errors import EchoForgeError, TrainingError
 from echoforge.io.atomic import write_json_atomic
 from echoforge.io.volume import attach_labels, read_volume
@@ -131,10 +134,16 @@ class EchoForgeTrain(TrainTask):
 
         trainer = Trainer(config, train_config, run_dir, resume=False, net=_copy(model))
         summary = trainer.fit(clips, clips, on_epoch=progress)
+        stats = _stats(summary["history"][-1], epochs, started, best=summary.get("best_val_dice") or 0.0)
+        keep, why = keeps_model(summary)
+        if not keep:  # e.g. a collapse on two new videos: the model that served keeps serving
+            stats.update(published=None, not_published=why, start_metric=round(summary["start_val_score"], 5))
+            write_json_atomic(self.store.model_dir / STATS_NAME, stats)
+            logger.warning(f"EchoForge training done in {time.time() - started:.1f} s, not published: {why}")
+            return stats
         best = run_dir / "checkpoints" / "best.pt"
         # publish atomically (the infer task reloads on the new mtime), only if this run is still the current one
         run.publish(best if best.exists() else run_dir / "checkpoints" / "last.pt", self.store.published)
-        stats = _stats(summary["history"][-1], epochs, started, best=summary.get("best_val_dice") or 0.0)
         stats["published"] = str(self.store.published)
         write_json_atomic(self.store.model_dir / STATS_NAME, stats)
         logger.info(f"EchoForge training done in {time.time() - started:.1f} s; published {self.store.published}")

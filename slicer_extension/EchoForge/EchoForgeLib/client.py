@@ -248,12 +248,13 @@ class EchoForgeClient:
         """The last training's status merged with the model's statistics from ``/info/``.
 
         Keys: ``status`` (``None`` when no training ran), ``details``, and from the statistics
-        ``epoch``, ``total_epochs``, ``best_metric``, ``total_time`` when known.
+        ``epoch``, ``total_epochs``, ``best_metric``, ``total_time`` when known, and ``not_published``:
+        why the retrained model was not published (it did worse than the model that serves), else ``None``.
         """
         record = self.training_status() or {}
         stats = (self.info().get("train_stats") or {}).get(self.model) or {}
         return {"status": record.get("status"), "details": record.get("details") or [],
-                **{k: stats.get(k) for k in ("epoch", "total_epochs", "best_metric", "total_time")}}
+                **{k: stats.get(k) for k in ("epoch", "total_epochs", "best_metric", "total_time", "not_published")}}
 
     def stop_training(self) -> Optional[dict[str, Any]]:
         """``DELETE /train/``: stop the running training (the previous model keeps serving)."""
