@@ -138,7 +138,8 @@ class EchoForgeTrain(TrainTask):
         keep, why = keeps_model(summary)
         if not keep:  # e.g. a collapse on two new videos: the model that served keeps serving
             stats.update(published=None, not_published=why, start_metric=round(summary["start_val_score"], 5))
-            write_json_atomic(self.store.model_dir / STATS_NAME, stats)
+            if run.is_current():  # a superseded run leaves the statistics to the run that replaced it
+                write_json_atomic(self.store.model_dir / STATS_NAME, stats)
             logger.warning(f"EchoForge training done in {time.time() - started:.1f} s, not published: {why}")
             return stats
         best = run_dir / "checkpoints" / "best.pt"
