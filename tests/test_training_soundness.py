@@ -199,7 +199,7 @@ def test_a_retraining_that_re_finds_the_annotated_frames_worse_than_its_start_is
     assert not keep and "not kept" in why and f"{expected:.3f}" in why
     assert keeps_model(runs[1e-3])[0]
     # the rule itself: within the tolerance is kept, below it is not, a run without a score is not
-    assert keeps_model({"start_val_score": 0.9, "history": [{"val_score": 0.9 - RETRAIN_TOLERANCE / 2}]})[0]
-    assert not keeps_model({"start_val_score": 0.9, "history": [{"val_score": 0.9 - 2 * RETRAIN_TOLERANCE}]})[0]
-    assert not keeps_model({"start_val_score": 0.9, "history": [{"val_score": float("nan")}]})[0]
-    assert keeps_model({"start_val_score": 0.9, "history": [{"val_score": 0.1}]}, score=0.95)[0]
+    assert keeps_model({"start_val_score": 0.9, "best_val_dice": 0.9 - RETRAIN_TOLERANCE / 2})[0]
+    assert not keeps_model({"start_val_score": 0.9, "best_val_dice": 0.9 - 2 * RETRAIN_TOLERANCE})[0]
+    assert not keeps_model({"start_val_score": 0.9, "best_val_dice": float("nan")})[0]
+    assert keeps_model({"start_val_score": 0.9, "best_val_dice": 0.1}, score=0.95)[0]

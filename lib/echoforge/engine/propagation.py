@@ -175,10 +175,9 @@ def flow_priors(frames: np.ndarray, drawn: dict[int, np.ndarray], n_classes: int
     if both is not None:
         weight[list(starts)] = 1.0  # no walk reaches an anchor: it is set below
         both /= weight[:, None, None, None]
-    for prior in (near, both):
+    for prior in (p for p in (near, both) if p is not None):
         for r, start in starts.items():
-            if prior is not None:
-                prior[r] = start.transpose(2, 0, 1)
+            prior[r] = start.transpose(2, 0, 1)
     return near, both
 
 

@@ -276,8 +276,7 @@ class Trainer:
         if val and self.is_main and self.pretrained and self.start_epoch == 0:
             from echoforge.engine.evaluate import clip_dice
 
-            start = clip_dice(unwrap(self.model.net), val, self.net_config.mode, self.device)
-            start_score = start.get("val_score", start.get("val_dice_mean"))
+            start_score = clip_dice(unwrap(self.model.net), val, self.net_config.mode, self.device)["val_score"]
         steps_per_epoch = math.ceil(len(shard) / self.config.batch_size)
         if self.config.max_steps_per_epoch:
             steps_per_epoch = min(steps_per_epoch, self.config.max_steps_per_epoch)
@@ -487,6 +486,10 @@ class Trainer:
     def _end_epoch(self, epoch: int, record: dict[str, Any], writer: Any) -> None:
         record = json.loads(json.dumps(record, default=float))  # plain floats: checkpoints load with weights_only
         self.history.append(record)
+        score = record.get("val_score", record.get("val_dice_mean"))
+        is_best = score is not None and score > self.best  # NaN is never the best
+        if is_best:
+            self.best = score
         if not self.writes_files:
             return
         with open(self.run_dir / "metrics.jsonl", "a") as f:
@@ -496,10 +499,6 @@ class Trainer:
                 if isinstance(v, (int, float)) and k != "epoch":
                     writer.add_scalar(k, v, epoch + 1)
             writer.flush()
-        score = record.get("val_score", record.get("val_dice_mean"))
-        is_best = score is not None and score > self.best
-        if is_best:
-            self.best = score
         state = {"train": self.config.to_dict(), "epoch": epoch + 1, "metrics": record,
                  "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                  "bank": self.bank.state_dict(), "best": self.best, "history": self.history,
@@ -614,9 +613,7 @@ def keeps_model(summary: dict[str, Any], score: float | None = None, tolerance: 
     ``score`` is the kept network's validation score (default: the run's best epoch). A run without a
     start score (trained from scratch, or without validation clips) is kept."""
     start = summary.get("start_val_score")
-    if score is None:
-        scores = [h.get("val_score", h.get("val_dice_mean")) for h in summary.get("history", [])]
-        score = max((s for s in scores if s is not None and math.isfinite(s)), default=None)
+    score = summary.get("best_val_dice") if score is None else score
     if start is None or not math.isfinite(start):
         return True, "no score of the starting network to compare with"
     if score is None:
