@@ -9,7 +9,11 @@ present, ``../shared/data/real-echo``; colour-Doppler pixels left out), inside t
 * speckle size: full width at half maximum (pixels) of the autocorrelation of the high-passed image,
   along rows (lateral) and columns (axial);
 * contrast: the two Otsu classes' mean grey levels (dark = blood, bright = tissue) as a ratio in dB;
-* frame-to-frame decorrelation: 1 − correlation of consecutive frames, per 20 ms.
+* frame-to-frame decorrelation: 1 − correlation of consecutive frames, per 20 ms;
+* tracked speckle correlation at 33, 100 and 300 ms: the correlation of the high-passed tissue
+  (the brightest 40 % inside the sector) with the later frame warped back by Farneback optical
+  flow — how much of the speckle survives once the motion is undone, i.e. how well a tracker can
+  follow it (real speckle decorrelates through out-of-plane motion, noise and compression).
 
     python benchmarks/bench_phantom_realism.py            # writes benchmarks/results/phantom_realism.{json,md,png}
 """
@@ -80,6 +84,38 @@ def _half_width(profile: np.ndarray) -> float:
     return float(k - 1 + (profile[k - 1] - 0.5) / (profile[k - 1] - profile[k])) if k > 0 else 0.0
 
 
+TRACK_LAGS_MS = (33, 100, 300)
+
+
+def tracked_correlation(frames: np.ndarray, mask: np.ndarray, frame_time_ms: float,
+                        lags_ms: tuple[int, ...] = TRACK_LAGS_MS, pairs: int = 12) -> dict[int, float]:
+    """Mean correlation of the high-passed tissue speckle of frame ``t`` with frame ``t + lag`` warped
+    back onto it by Farneback optical flow, for each lag (ms; at least one frame), over up to
+    ``pairs`` frame pairs spread through the clip. Tissue: the brightest 40 % of the sector, eroded."""
+    def high(f: np.ndarray) -> np.ndarray:
+        return f - cv2.GaussianBlur(f, (0, 0), 3.0)
+
+    h, w = frames.shape[1:]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    out = {}
+    for lag_ms in lags_ms:
+        k = max(1, int(round(lag_ms / frame_time_ms)))
+        if k >= len(frames):
+            out[lag_ms] = float("nan")
+            continue
+        values = []
+        for t in range(0, len(frames) - k, max(1, (len(frames) - k) // pairs)):
+            a, b = frames[t].astype(np.float32), frames[t + k].astype(np.float32)
+            flow = cv2.calcOpticalFlowFarneback((a * 255).astype(np.uint8), (b * 255).astype(np.uint8), None,
+                                                0.5, 3, 15, 3, 5, 1.2, 0)
+            back = cv2.remap(b, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR)
+            tissue = mask & (a > np.percentile(a[mask], 60))
+            tissue = cv2.erode(tissue.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+            values.append(np.corrcoef(high(a)[tissue], high(back)[tissue])[0, 1])
+        out[lag_ms] = float(np.nanmean(values))
+    return out
+
+
 def statistics(frames: np.ndarray, mask: np.ndarray, frame_time_ms: float) -> dict[str, float]:
     values = frames[:, mask]
     pct = np.percentile(values, [10, 50, 90])
@@ -94,6 +130,7 @@ def statistics(frames: np.ndarray, mask: np.ndarray, frame_time_ms: float) -> di
             "contrast_db": float(10 * np.log10(max(bright, 1e-4) / max(dark, 1e-4))),
             "speckle_lateral_px": lateral, "speckle_axial_px": axial,
             "decorrelation_per_20ms": decorrelation,
+            **{f"tracked_{lag}ms": v for lag, v in tracked_correlation(frames, mask, frame_time_ms).items()},
             "histogram": np.histogram(values, BINS)[0].astype(float) / values.size}
 
 
@@ -130,11 +167,13 @@ def main() -> None:
     columns = [("source", "source"), ("mean", "mean"), ("p10", "p10"), ("p50", "p50"), ("p90", "p90"),
                ("contrast_db", "contrast (dB)"), ("speckle_lateral_px", "speckle lat. (px)"),
                ("speckle_axial_px", "speckle ax. (px)"), ("decorrelation_per_20ms", "decorr./20 ms"),
+               *[(f"tracked_{lag}ms", f"tracked {lag} ms") for lag in TRACK_LAGS_MS],
                ("emd_to_real", "EMD to real")]
     md = ["# Phantom style families vs real echo cines (112×112, inside the sector)", "",
           table(rows, columns), "",
           f"Real cines: {', '.join(real) or 'none found'}. EMD: earth mover's distance between grey-level "
-          "histograms and the real cines' pooled histogram. Preview: "
+          "histograms and the real cines' pooled histogram. Tracked: the tissue speckle's correlation with a later "
+          "frame warped back by optical flow (what a tracker can follow). Preview: "
           "[phantom_realism.png](phantom_realism.png) (rows: real cines, then one patient per family, ED and ES)."]
     print("\n".join(md))
     tiles = [np.concatenate(list(p), axis=1) for p in previews]

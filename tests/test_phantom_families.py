@@ -50,3 +50,27 @@ def test_a_dataset_of_a_held_out_family(tmp_path):
     assert data.info("patient0001", "4CH")["EF"] == pytest.approx(make_family_patient(3000, "sparse").true_ef, abs=0.01)
     with pytest.raises(ValueError, match="family must be one of"):
         write_phantom_dataset(tmp_path / "bad", "camus", patients=1, family="nope", progress=False)
+
+
+def test_tracked_speckle_correlation_follows_moving_speckle_and_not_fresh_noise():
+    """The realism benchmark's tracked correlation: speckle that only moves survives the warp back,
+    speckle drawn afresh every frame does not."""
+    import sys
+
+    import cv2
+
+    from tests.conftest import REPO
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from bench_phantom_realism import tracked_correlation
+
+    rng = np.random.default_rng(0)
+    field = cv2.GaussianBlur(rng.random((160, 160), dtype=np.float32), (0, 0), 1.5)  # speckle ≈ 5 px, as real
+    field = (field - field.min()) / (field.max() - field.min())
+    moving = np.stack([field[20 + t // 2: 132 + t // 2, 24: 136] for t in range(12)])  # downwards, 15 px/s
+    fresh = np.stack([cv2.GaussianBlur(rng.random((112, 112), dtype=np.float32), (0, 0), 1.5) for _ in range(12)])
+    mask = np.ones((112, 112), bool)
+    tracked = tracked_correlation(moving, mask, 33.3, (33, 100, 300))
+    assert min(tracked.values()) > 0.9
+    assert max(tracked_correlation(fresh, mask, 33.3, (33, 100, 300)).values()) < 0.2
+    assert np.isnan(tracked_correlation(moving[:3], mask, 33.3, (300,))[300])  # no frame that late
