@@ -1,7 +1,8 @@
 """Per-video adaptation on videos from an unseen "scanner": does it make two drawn frames enough?
 
-A model trained on in-domain phantom patients (the ``echoforge`` run of ``bench_methods.py``) meets
-phantom patients of the style-shifted domain (other speckle, gain, depth, sector and heart shapes).
+A model (the ``echoforge`` run of ``bench_methods.py``, trained on in-domain phantom patients, or
+else the shipped demo model, trained on the domain-randomised style families) meets phantom
+patients of the original phantom's scanner and of its style-shifted domain (other speckle, gain, depth, sector and heart shapes).
 For each video, ED and ES are "drawn" (taken from the reference), and the undrawn frames are scored
 three ways: automatic (no drawn frames), segment-the-rest without adaptation, and with adaptation.
 Also measured: the adaptation time, and how well the shift score separates shifted videos from
@@ -31,9 +32,11 @@ from echoforge.engine.inference import segment_video  # noqa: E402
 from echoforge.metrics.overlap import overlap_metrics  # noqa: E402
 from echoforge.phantom import make_patient  # noqa: E402
 from echoforge.phantom_datasets import patient_seed  # noqa: E402
+from echoforge.weights import DEMO_CHECKPOINT  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_MODEL = HERE / "runs" / "methods" / "echoforge" / "checkpoints" / "last.pt"
+METHODS_MODEL = HERE / "runs" / "methods" / "echoforge" / "checkpoints" / "last.pt"
+DEFAULT_MODEL = METHODS_MODEL if METHODS_MODEL.exists() else DEMO_CHECKPOINT
 REAL_A4C = HERE.parent / "sample-data" / "real" / "pydicom-data-1.0.0__color3d_jpeg_baseline.dcm"
 SIZE = (112, 112)
 
@@ -82,11 +85,13 @@ def main() -> None:
     auc = float(np.mean([[o > i for i in inside] for o in outside]))  # P(shifted scores higher)
     detection = {"threshold": threshold, "auc": auc, "shifted_flagged": float(np.mean(outside > threshold)),
                  "in_domain_flagged": float(np.mean(inside > threshold))}
+    trained = {METHODS_MODEL: "trained on in-domain phantoms",
+               DEMO_CHECKPOINT: "the shipped demo model, trained on the domain-randomised style families"}
     columns = [("domain", "videos from"), ("videos", "n"), ("auto", "automatic"), ("rest", "segment the rest"),
                ("adapted", "+ adaptation"), ("adapt_seconds", "adaptation s"), ("shift_score", "shift score")]
     md = ["# Per-video adaptation (phantom, CPU)", "",
           f"Model: `{args.model.relative_to(HERE.parent) if args.model.is_relative_to(HERE.parent) else args.model}` "
-          f"({config.name}, trained on in-domain phantoms). Mean Dice (%) of the undrawn frames (all structures) "
+          f"({config.name}; {trained.get(args.model, 'given with --model')}). Mean Dice (%) of the undrawn frames (all structures) "
           f"of full-cycle videos at 112×112 with ED and ES drawn; adaptation {args.steps} steps on this CPU.", "",
           table(summary, columns), "",
           f"Shift detection: AUC {auc:.3f}; threshold {threshold:.3f} flags {100 * detection['shifted_flagged']:.0f} % "
