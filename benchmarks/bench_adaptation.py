@@ -2,7 +2,8 @@
 
 A model (the ``echoforge`` run of ``bench_methods.py``, trained on in-domain phantom patients, or
 else the shipped demo model, trained on the domain-randomised style families) meets phantom
-patients of the original phantom's scanner and of its style-shifted domain (other speckle, gain, depth, sector and heart shapes).
+patients of the original phantom's scanner and of its style-shifted domain (other speckle, gain,
+depth, sector and heart shapes).
 For each video, ED and ES are "drawn" (taken from the reference), and the undrawn frames are scored
 three ways: automatic (no drawn frames), segment-the-rest without adaptation, and with adaptation.
 Also measured: the adaptation time, and how well the shift score separates shifted videos from

@@ -392,8 +392,8 @@ def headroom_note(rows: list[dict[str, Any]]) -> list[str]:
             "rows above, after retraining on K videos of the new family. With every frame of 6 videos of each "
             f"held-out family labelled, a retrained network reaches {rest:.2f} LV Dice (network alone {alone:.2f}), "
             f"{rest - flow:+.2f} points over the flow from the nearest drawn frame ({flow:.2f}) and "
-            f"{rest - both:+.2f} over the flow both ways ({both:.2f}): on these families the flow leaves little room "
-            f"above it even for a network trained on the family itself (\"segment the rest\" − flow ≥ 3 asks for "
+            f"{rest - both:+.2f} over the flow both ways ({both:.2f}): the headroom these families leave above the flow "
+            f"for a network trained on the family itself (the target \"segment the rest\" − flow ≥ 3 asks for "
             f"{flow + 3:.2f}).", ""]
 
 

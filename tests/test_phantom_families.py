@@ -52,16 +52,14 @@ def test_a_dataset_of_a_held_out_family(tmp_path):
         write_phantom_dataset(tmp_path / "bad", "camus", patients=1, family="nope", progress=False)
 
 
-def test_tracked_speckle_correlation_follows_moving_speckle_and_not_fresh_noise():
+def test_tracked_speckle_correlation_follows_moving_speckle_and_not_fresh_noise(monkeypatch):
     """The realism benchmark's tracked correlation: speckle that only moves survives the warp back,
     speckle drawn afresh every frame does not."""
-    import sys
-
     import cv2
 
     from tests.conftest import REPO
 
-    sys.path.insert(0, str(REPO / "benchmarks"))
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     from bench_phantom_realism import tracked_correlation
 
     rng = np.random.default_rng(0)
