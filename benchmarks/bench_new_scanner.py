@@ -259,9 +259,8 @@ def loop_rows(shipped: Path, unet_ckpt: Path, sizes: Sizes, loop_videos: list[Ec
                                "dice_LV": float(np.mean(dice))}
                         if method != "unet":  # what the clinician's workflow gets: ED/ES drawn, the rest filled
                             for key, blend in (("rest_LV", PRIOR_BLEND), ("alone_LV", 0.0)):
-                                row[key] = float(np.mean([score(segment_video(
-                                    model, drawn_frames(v, (v.ed, v.es)), prior_blend=blend).labels, v,
-                                    (v.ed, v.es))["dice_LV"] for v in tests]))
+                                row[key] = evaluate(key, lambda v, b=blend: segment_video(
+                                    model, v, prior_blend=b).labels, tests)["dice_LV"]
                         return [row]
 
                     name = f"{method}_K{k}_{family}" + (f"_seed{seed}" if seed else "")

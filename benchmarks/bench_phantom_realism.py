@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 from common import RESULTS, table, write_results  # noqa: E402
 
 from echoforge.engine.clips import Letterbox  # noqa: E402
+from echoforge.engine.propagation import PairFlows  # noqa: E402
 from echoforge.io import load_video  # noqa: E402
 from echoforge.phantom.families import FAMILIES, TEST_FAMILIES, make_family_patient  # noqa: E402
 
@@ -97,6 +98,7 @@ def tracked_correlation(frames: np.ndarray, mask: np.ndarray, frame_time_ms: flo
 
     h, w = frames.shape[1:]
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    flows = PairFlows(frames)
     out = {}
     for lag_ms in lags_ms:
         k = max(1, int(round(lag_ms / frame_time_ms)))
@@ -106,8 +108,7 @@ def tracked_correlation(frames: np.ndarray, mask: np.ndarray, frame_time_ms: flo
         values = []
         for t in range(0, len(frames) - k, max(1, (len(frames) - k) // pairs)):
             a, b = frames[t].astype(np.float32), frames[t + k].astype(np.float32)
-            flow = cv2.calcOpticalFlowFarneback((a * 255).astype(np.uint8), (b * 255).astype(np.uint8), None,
-                                                0.5, 3, 15, 3, 5, 1.2, 0)
+            flow = flows.between(t, t + k)  # the flow "segment the rest" uses
             back = cv2.remap(b, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR)
             tissue = mask & (a > np.percentile(a[mask], 60))
             tissue = cv2.erode(tissue.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
